@@ -1,0 +1,101 @@
+"""One module that runs any :class:`~inception_jax.models.ops.Block` of the spec tables."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from inception_jax.models import stats as stats_lib
+from inception_jax.models.layers import ConvBN, conv_init, pool
+from inception_jax.models.ops import Block, Fork, Pool
+
+
+class Branch(nn.Module):
+    """One branch: a sequence of convs, pools and forks (``conv_{j}``, ``fork_{j}_{k}``)."""
+
+    ops: tuple
+    conv_kwargs: dict
+    pool_include_pad: bool = False
+
+    @nn.compact
+    def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
+        for j, op in enumerate(self.ops):
+            if isinstance(op, Pool):
+                x = pool(op, x, self.pool_include_pad)
+            elif isinstance(op, Fork):
+                parts = [
+                    ConvBN(c, **self.conv_kwargs, name=f"fork_{j}_{k}")(x)
+                    for k, c in enumerate(op.convs)
+                ]
+                x = jnp.concatenate(parts, axis=-1)
+            else:
+                x = ConvBN(op, **self.conv_kwargs, name=f"conv_{j}")(x)
+        return x
+
+
+class InceptionBlock(nn.Module):
+    """Branches concatenated along channels; for residual blocks (paper Fig. 20)
+    ``y = ReLU(x + s * U(concat(branches(x))))`` with ``U`` a 1x1 conv with bias.
+
+    Parameter names: ``branch_{i}/conv_{j}`` (``j`` counts pools too, like timm's Sequential
+    indices), ``branch_{i}/fork_{j}_{k}`` for parallel tails, ``up`` for ``U``.
+
+    Attributes:
+      spec: the block.
+      scale: residual scale ``s`` (multiplies ``U``'s output before the addition).
+      relu: ReLU after the residual sum.
+      shortcut: False removes the shortcut (the non-residual ablation):
+        ``y = ReLU(s * U(concat))``, same parameters.
+      with_stats: also return the per-block statistics (else an empty dict).
+    """
+
+    spec: Block
+    train: bool = False
+    scale: float = 1.0
+    relu: bool = True
+    shortcut: bool = True
+    with_stats: bool = False
+    bn_momentum: float = 0.9997
+    use_scale: bool = False
+    pool_include_pad: bool = False
+    dtype: Any = jnp.float32
+    param_dtype: Any = jnp.float32
+
+    def _conv_kwargs(self) -> dict:
+        return dict(
+            train=self.train,
+            bn_momentum=self.bn_momentum,
+            use_scale=self.use_scale,
+            dtype=self.dtype,
+            param_dtype=self.param_dtype,
+        )
+
+    @nn.compact
+    def __call__(self, x: jnp.ndarray, _: Any = None) -> tuple[jnp.ndarray, dict]:
+        parts = [
+            Branch(ops, self._conv_kwargs(), self.pool_include_pad, name=f"branch_{i}")(x)
+            for i, ops in enumerate(self.spec.branches)
+        ]
+        y = parts[0] if len(parts) == 1 else jnp.concatenate(parts, axis=-1)
+        stats: dict[str, jnp.ndarray] = {}
+        if self.spec.residual:
+            up = nn.Conv(
+                x.shape[-1],
+                (1, 1),
+                use_bias=True,
+                kernel_init=conv_init,
+                dtype=self.dtype,
+                param_dtype=self.param_dtype,
+                name="up",
+            )(y)
+            branch = self.scale * up
+            if self.with_stats:
+                stats.update(stats_lib.residual_stats(branch, x))
+            y = x + branch if self.shortcut else branch
+            if self.relu:
+                y = nn.relu(y)
+        if self.with_stats:
+            stats.update(stats_lib.activation_stats(y))
+        return y, stats

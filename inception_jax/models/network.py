@@ -1,0 +1,143 @@
+"""The Inception network: a stack of spec stages, a head, and analysis outputs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from inception_jax.models import stats as stats_lib
+from inception_jax.models.blocks import InceptionBlock
+from inception_jax.models.layers import ConvBN
+from inception_jax.models.ops import C, Stage
+from inception_jax.models.specs import AuxHeadSpec
+
+
+class RepeatedStage(nn.Module):
+    """``n`` repeats of one block: ``nn.scan`` (parameters stacked on a leading axis under
+    ``blocks``, compile time independent of ``n``) or unrolled (``block_0`` ... ``block_{n-1}``)."""
+
+    stage: Stage
+    block_kwargs: dict
+    scan: bool = True
+    remat: bool = False
+
+    @nn.compact
+    def __call__(self, x: jnp.ndarray) -> tuple[jnp.ndarray, dict]:
+        cls = nn.remat(InceptionBlock, prevent_cse=not self.scan) if self.remat else InceptionBlock
+        n = self.stage.num_blocks
+        if self.scan:
+            scanned = nn.scan(
+                cls,
+                variable_axes={"params": 0, "batch_stats": 0},
+                split_rngs={"params": True},
+                length=n,
+                metadata_params={nn.PARTITION_NAME: None},
+            )
+            return scanned(**self.block_kwargs, name="blocks")(x, None)
+        per_block = []
+        for i in range(n):
+            x, st = cls(**self.block_kwargs, name=f"block_{i}")(x)
+            per_block.append(st)
+        return x, {k: jnp.stack([s[k] for s in per_block]) for k in per_block[0]}
+
+
+class Inception(nn.Module):
+    """Any network of the registry. Build it with :func:`inception_jax.models.create_model`.
+
+    ``__call__(x, train=False, stats=False)`` takes NHWC images in [-1, 1] and returns
+    ``(logits, aux)``; see ``docs/CONTRACTS.md`` for ``aux``. Statistics are only computed when
+    ``stats=True``; everything in ``aux`` that a caller drops is removed by XLA, so the plain
+    training path pays nothing for it.
+    """
+
+    model_name: str
+    stages: tuple[Stage, ...]
+    min_size: int
+    num_classes: int = 1000
+    dropout_rate: float = 0.2
+    residual: bool = True
+    aux_head: AuxHeadSpec | None = None
+    scan_blocks: bool = True
+    remat: bool = False
+    bn_momentum: float = 0.9997
+    use_scale: bool = False
+    pool_include_pad: bool = False
+    dtype: Any = jnp.float32
+    param_dtype: Any = jnp.float32
+
+    @property
+    def min_input_size(self) -> int:
+        return self.min_size
+
+    def validate_input(self, shape: tuple[int, ...]) -> None:
+        """Raises ``ValueError`` unless ``shape`` is ``(batch, h, w, 3)`` with h, w large enough."""
+        if len(shape) != 4 or shape[-1] != 3:
+            raise ValueError(f"{self.model_name} takes NHWC RGB images; got shape {tuple(shape)}")
+        h, w = shape[1:3]
+        if min(h, w) < self.min_size:
+            raise ValueError(
+                f"{self.model_name} needs inputs of at least {self.min_size}x{self.min_size} "
+                f"pixels; got {h}x{w}. Raise the image size (config.data.image_size)."
+            )
+
+    def _common(self, train: bool) -> dict:
+        return dict(
+            train=train,
+            bn_momentum=self.bn_momentum,
+            use_scale=self.use_scale,
+            dtype=self.dtype,
+            param_dtype=self.param_dtype,
+        )
+
+    def _stage(self, stage: Stage, x: jnp.ndarray, train: bool, stats: bool):
+        kwargs = dict(
+            spec=stage.block,
+            scale=stage.scale,
+            relu=stage.relu,
+            shortcut=self.residual,
+            with_stats=stats,
+            pool_include_pad=self.pool_include_pad,
+            **self._common(train),
+        )
+        if stage.repeats is None:
+            cls = nn.remat(InceptionBlock) if self.remat else InceptionBlock
+            x, st = cls(**kwargs, name=stage.name)(x)
+            return x, {k: v[None] for k, v in st.items()}
+        return RepeatedStage(stage, kwargs, self.scan_blocks, self.remat, name=stage.name)(x)
+
+    def _aux_logits(self, x: jnp.ndarray, train: bool) -> jnp.ndarray:
+        """Inception-v3 AuxLogits (timm/torchvision layout, §7.3)."""
+        c0, c1 = self.aux_head.features
+        x = nn.avg_pool(x, (5, 5), (3, 3), "VALID")
+        x = ConvBN(C(c0), **self._common(train), name="aux_conv0")(x)
+        x = ConvBN(C(c1, 5, 1, "V"), **self._common(train), name="aux_conv1")(x)
+        x = jnp.mean(x.astype(jnp.float32), axis=(1, 2))
+        return nn.Dense(self.num_classes, param_dtype=self.param_dtype, name="aux_logits")(x)
+
+    @nn.compact
+    def __call__(
+        self, x: jnp.ndarray, train: bool = False, stats: bool = False
+    ) -> tuple[jnp.ndarray, dict]:
+        self.validate_input(x.shape)
+        x = x.astype(self.dtype)
+        aux: dict[str, Any] = {"stages": {}}
+        all_stats: dict[str, Any] = {}
+        for stage in self.stages:
+            x, st = self._stage(stage, x, train, stats)
+            aux["stages"][stage.name] = x
+            if stats:
+                all_stats[stage.name] = st
+            if self.aux_head is not None and stage.name == self.aux_head.after:
+                aux["aux_logits"] = self._aux_logits(x, train)
+        aux["pre_pool"] = x
+        if stats:
+            pre = stats_lib.activation_stats(x)
+            all_stats["pre_pool"] = {k: pre[k] for k in ("zero_frac", "dead_frac")}
+            aux["stats"] = all_stats
+        pre_logits = jnp.mean(x.astype(jnp.float32), axis=(1, 2))
+        aux["pre_logits"] = pre_logits
+        h = nn.Dropout(self.dropout_rate, deterministic=not train)(pre_logits)
+        logits = nn.Dense(self.num_classes, param_dtype=self.param_dtype, name="logits")(h)
+        return logits.astype(jnp.float32), aux

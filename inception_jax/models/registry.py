@@ -1,0 +1,228 @@
+"""Registry of the networks: ``create_model(name, **overrides)`` and ``list_models()``.
+
+Every name ends in ``_paper`` (the paper's figures, spec §2-§6) or ``_release`` (the topology of
+the public checkpoints, spec §7). Variants differ only in data (the stage tables of ``specs``)
+and in the defaults below.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax.numpy as jnp
+
+from inception_jax.models import specs
+from inception_jax.models.network import Inception
+from inception_jax.models.ops import Stage, block_shape, scale_block, stage_shapes
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelDef:
+    """A registered network: its stage table and its defaults."""
+
+    stages: Callable[[], tuple[Stage, ...]]
+    description: str
+    defaults: dict = dataclasses.field(default_factory=dict)
+    has_aux_head: bool = False
+
+    @property
+    def residual(self) -> bool:
+        return any(s.block.residual for s in self.stages())
+
+    @property
+    def repeatable(self) -> bool:
+        return any(s.repeats is not None for s in self.stages())
+
+
+# Paper variants: TF-slim conventions (no BN gamma, decay 0.9997, avg pools exclude padding).
+_PAPER = dict(use_scale=False)
+# Release variants: BN gamma present so timm checkpoints load (§8).
+_RELEASE = dict(use_scale=True)
+
+_REGISTRY: dict[str, ModelDef] = {
+    "inception_v3_paper": ModelDef(
+        specs.inception_v3,
+        "Inception-v3 baseline (released layout, TF conventions; spec §7.3)",
+        _PAPER,
+        has_aux_head=True,
+    ),
+    "inception_v4_paper": ModelDef(
+        lambda: specs.inception_v4(release=False), "Inception-v4 as drawn (Figs. 3-9)", _PAPER
+    ),
+    "inception_resnet_v1_paper": ModelDef(
+        specs.inception_resnet_v1, "Inception-ResNet-v1 (Figs. 10-15)", _PAPER
+    ),
+    "inception_resnet_v2_paper": ModelDef(
+        specs.inception_resnet_v2_paper,
+        "Inception-ResNet-v2 as drawn, widths 384/1152/2144 (Figs. 3, 16-19; spec §5.3)",
+        _PAPER,
+    ),
+    "inception_v3_release": ModelDef(
+        specs.inception_v3,
+        "Inception-v3, timm/torchvision (avg pools include padding; optional aux head)",
+        dict(_RELEASE, pool_include_pad=True),
+        has_aux_head=True,
+    ),
+    "inception_v4_release": ModelDef(
+        lambda: specs.inception_v4(release=True), "Inception-v4, TF-slim/timm kernel order", _RELEASE
+    ),
+    "inception_resnet_v2_release": ModelDef(
+        specs.inception_resnet_v2_release,
+        "Inception-ResNet-v2, TF-slim/timm (Mixed_5b stem, 10/20/10 blocks, 320/1088/2080)",
+        _RELEASE,
+    ),
+}
+
+_KNOBS = dict(
+    num_classes=1000,
+    width=1.0,
+    blocks=None,
+    residual_scale=None,
+    residual=True,
+    dropout_rate=0.2,
+    dtype="float32",
+    param_dtype="float32",
+    scan_blocks=True,
+    remat=False,
+    bn_momentum=0.9997,
+    use_scale=False,
+    pool_include_pad=False,
+    aux_logits=False,
+)
+_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
+
+
+def list_models() -> list[str]:
+    """All registered model names."""
+    return sorted(_REGISTRY)
+
+
+def get_model_def(name: str) -> ModelDef:
+    """The :class:`ModelDef` of ``name``; ``ValueError`` naming the valid names otherwise."""
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown model {name!r}; registered models: {', '.join(list_models())}")
+    return _REGISTRY[name]
+
+
+def _per_group(value: Any, field: str, check: Callable[[Any], bool], what: str) -> dict[str, Any]:
+    values = tuple(value) if isinstance(value, Sequence) and not isinstance(value, str) else None
+    if values is None:
+        values = (value,) * 3
+    if len(values) != 3:
+        raise ValueError(f"{field} must be one value or three (A, B, C stages); got {value!r}")
+    for v in values:
+        if not check(v):
+            raise ValueError(f"{field}={value!r}: every entry must be {what}")
+    return dict(zip("abc", values, strict=True))
+
+
+def _dtype(value: Any, field: str) -> Any:
+    if isinstance(value, str):
+        if value not in _DTYPES:
+            raise ValueError(f"{field}={value!r}; choose one of {sorted(_DTYPES)}")
+        return _DTYPES[value]
+    return jnp.dtype(value).type
+
+
+def resolve_stages(name: str, width: float = 1.0, blocks=None, residual_scale=None) -> tuple:
+    """The stage table of ``name`` with the study knobs applied (checked, see create_model)."""
+    mdef = get_model_def(name)
+    if not (isinstance(width, int | float) and math.isfinite(width) and width > 0):
+        raise ValueError(f"width={width!r} must be a finite number > 0")
+    if blocks is not None and not mdef.repeatable:
+        raise ValueError(f"{name} has no repeated blocks; leave blocks unset")
+    if residual_scale is not None and not mdef.residual:
+        raise ValueError(f"{name} has no residual blocks; leave residual_scale unset")
+    repeats = blocks and _per_group(
+        blocks, "blocks", lambda b: isinstance(b, int) and b >= 1, "an int >= 1"
+    )
+    scales = residual_scale is not None and _per_group(
+        residual_scale,
+        "residual_scale",
+        lambda s: isinstance(s, int | float) and math.isfinite(s) and s >= 0,
+        "a finite number >= 0 (1.0 = unscaled)",
+    )
+    stages = []
+    for stage in mdef.stages():
+        changes: dict[str, Any] = {"block": scale_block(stage.block, width)}
+        if stage.group and not stage.fixed:
+            if repeats:
+                changes["repeats"] = repeats[stage.group]
+            if scales:
+                changes["scale"] = float(scales[stage.group])
+        stages.append(dataclasses.replace(stage, **changes))
+    return tuple(stages)
+
+
+def _min_size(stages: tuple[Stage, ...], aux: specs.AuxHeadSpec | None) -> int:
+    from inception_jax.models.ops import AVG, Block, C, Pool
+
+    def aux_fits(size: int) -> bool:
+        if aux is None:
+            return True
+        shapes = dict(stage_shapes(stages, size))
+        (h, w, c) = shapes[aux.after]
+        pooled = ((h - 5) // 3 + 1, (w - 5) // 3 + 1)
+        if min(pooled) < 1:
+            return False
+        hw, _ = block_shape(Block(((C(aux.features[1], 5, 1, "V"),),)), pooled, c)
+        return min(hw) >= 1
+
+    del AVG, Pool
+    from inception_jax.models.ops import min_input_size
+
+    return min_input_size(stages, (aux_fits,))
+
+
+def create_model(name: str, **overrides: Any) -> Inception:
+    """Builds a registered network with the study knobs applied.
+
+    Args:
+      name: one of :func:`list_models`.
+      **overrides: ``num_classes``; ``width`` (multiplier on every filter count); ``blocks`` (repeats
+        per A/B/C stage: one int or three); ``residual_scale`` (one float or three, 1.0 = off;
+        multiplies ``U``'s output before the addition, Fig. 20); ``residual`` (False removes the
+        shortcuts); ``dropout_rate``; ``dtype`` / ``param_dtype``; ``scan_blocks``; ``remat``;
+        ``bn_momentum``; ``use_scale`` (BN gamma); ``pool_include_pad``; ``aux_logits`` (v3).
+        ``None`` values mean "the default".
+
+    Raises:
+      ValueError: unknown name or knob, or a knob value that cannot work (before any compute).
+    """
+    mdef = get_model_def(name)
+    unknown = set(overrides) - set(_KNOBS)
+    if unknown:
+        raise ValueError(f"unknown model option(s) {sorted(unknown)}; valid: {sorted(_KNOBS)}")
+    kw = {**_KNOBS, **mdef.defaults, **{k: v for k, v in overrides.items() if v is not None}}
+    if not mdef.residual and not kw["residual"]:
+        raise ValueError(f"{name} has no shortcuts to remove; residual=False needs a ResNet model")
+    if not (isinstance(kw["num_classes"], int) and kw["num_classes"] >= 1):
+        raise ValueError(f"num_classes={kw['num_classes']!r} must be an int >= 1")
+    if not 0.0 <= kw["dropout_rate"] < 1.0:
+        raise ValueError(f"dropout_rate={kw['dropout_rate']!r} must be in [0, 1)")
+    if kw["aux_logits"] and not mdef.has_aux_head:
+        raise ValueError(f"{name} has no auxiliary head; aux_logits=True is for Inception-v3")
+    stages = resolve_stages(name, kw["width"], kw["blocks"], kw["residual_scale"])
+    aux = None
+    if kw["aux_logits"]:
+        c0, c1 = (max(1, int(round(f * kw["width"]))) for f in specs.AuxHeadSpec().features)
+        aux = specs.AuxHeadSpec(features=(c0, c1))
+    return Inception(
+        model_name=name,
+        stages=stages,
+        min_size=_min_size(stages, aux),
+        num_classes=kw["num_classes"],
+        dropout_rate=float(kw["dropout_rate"]),
+        residual=bool(kw["residual"]),
+        aux_head=aux,
+        scan_blocks=bool(kw["scan_blocks"]),
+        remat=bool(kw["remat"]),
+        bn_momentum=float(kw["bn_momentum"]),
+        use_scale=bool(kw["use_scale"]),
+        pool_include_pad=bool(kw["pool_include_pad"]),
+        dtype=_dtype(kw["dtype"], "dtype"),
+        param_dtype=_dtype(kw["param_dtype"], "param_dtype"),
+    )
