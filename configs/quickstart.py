@@ -1,0 +1,33 @@
+"""Quickstart: a small Inception-ResNet-v2 (paper topology) on the embedded shapes10 dataset.
+
+Launch (offline, no download; the dataset is generated on first use):
+    python -m inception_jax.main --config=configs/quickstart.py --workdir=/tmp/quickstart
+
+Should produce, on 2 CPU cores in under ~6 minutes: held-out top-1 well above the 10% of chance
+(see README for the measured figure), with `metrics.jsonl`, TensorBoard events, checkpoints and
+`summary.json` in the workdir. Rerunning the command resumes (and finishes at once).
+"""
+
+from inception_jax.train.config_base import get_base_config
+
+
+def get_config():
+    """Returns the quickstart config."""
+    config = get_base_config()
+    config.model.name = "inception_resnet_v2_paper"
+    config.model.width = 0.25
+    config.model.blocks = (1, 1, 1)
+    config.model.residual_scale = 0.2
+    config.model.dropout_rate = 0.0
+    config.data.image_size = 96
+    config.train.batch_size = 64
+    config.train.num_epochs = 3.0
+    config.train.log_every_steps = 20
+    config.train.checkpoint_every_steps = 200
+    # Short run: Adam-like fast start is not the paper's; keep RMSProp but a larger rate.
+    config.optimizer.learning_rate = 0.045
+    config.optimizer.lr_base_batch_size = 64
+    config.optimizer.warmup_epochs = 0.2
+    config.optimizer.schedule = "cosine"
+    config.optimizer.label_smoothing = 0.1
+    return config

@@ -1,0 +1,235 @@
+"""The host training loop: `train_and_evaluate(config, workdir) -> summary`.
+
+Resume order: the workdir's newest good checkpoint (state and data order), else a fresh init.
+Non-finite steps: the step flags them and records the first one in the state; the host checks at
+every logging and checkpoint step, naming the step and the first non-finite quantity. Policy 'stop'
+ends the run with `NonFiniteError`, keeping the last good checkpoint; 'skip' leaves the update out
+and counts it (`skipped_steps`). SIGTERM saves a checkpoint and returns cleanly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import numpy as np
+from absl import logging
+
+from inception_jax.train import checkpoint as checkpoint_lib
+from inception_jax.train import config_check, setup, sharding
+from inception_jax.train import metrics as metrics_lib
+from inception_jax.train import step as step_lib
+from inception_jax.train.evaluate import evaluate
+from inception_jax.train.state import NONFINITE_NAMES
+
+StepHook = Callable[[int, dict[str, float]], str | None]
+
+
+class NonFiniteError(FloatingPointError):
+    """Training produced a NaN/Inf under `nonfinite_policy='stop'`."""
+
+
+@contextlib.contextmanager
+def _sigterm_flag():
+    flag = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield flag
+        return
+    previous = signal.signal(signal.SIGTERM, lambda *_: flag.set())
+    try:
+        yield flag
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _any_process(flag: bool) -> bool:
+    if jax.process_count() == 1:
+        return flag
+    from jax.experimental import multihost_utils
+
+    return bool(np.any(multihost_utils.process_allgather(np.int32(flag))))
+
+
+def train_and_evaluate(
+    config: Any, workdir: str, step_hooks: Sequence[StepHook] = ()
+) -> dict[str, Any]:
+    """Trains and evaluates as `config` says, recording everything in `workdir`.
+
+    Args:
+        config: the experiment config (see `inception_jax/train/config_base.py`).
+        workdir: run directory: checkpoints, `metrics.jsonl`, TensorBoard, `config.json`,
+            `summary.json`. An existing run there is resumed.
+        step_hooks: callables `(step, metrics) -> reason or None` run at every logged step; a
+            returned reason stops the run after a checkpoint (used for block-death detection).
+
+    Returns:
+        The summary written to `summary.json`: `status` ('completed', 'preempted' or 'stopped'),
+        `step`, eval `top1`/`top5`/`loss`/`num_examples`, `train_time_s`, `images_per_sec`.
+
+    Raises:
+        ValueError: an invalid config field (named).
+        NonFiniteError: a non-finite step under `nonfinite_policy='stop'`.
+    """
+    config_check.validate_config(config, jax.device_count())
+    exp = setup.build_experiment(config)
+    mesh, t = exp.mesh, config.train
+    pipeline = setup.data_module()
+    ckpt = checkpoint_lib.Checkpointer(workdir, keep=t.keep_checkpoints)
+    state, data_state, start = ckpt.restore(exp.abstract_state(config.seed), mesh)
+    if state is None:
+        state, start = exp.init_state(jax.random.PRNGKey(config.seed)), 0
+    metrics_lib.write_json(f"{workdir}/config.json", config.to_dict())
+    train_iter = pipeline.create_train_iterator(
+        config.data,
+        t.batch_size,
+        seed=config.seed,
+        process_index=jax.process_index(),
+        process_count=jax.process_count(),
+    )
+    if data_state is not None:
+        train_iter.set_state(data_state)
+
+    train_step = step_lib.make_train_step(exp.model, exp.tx, exp.schedule, config, mesh)
+    stats_step = None
+    if t.stats_every_steps:
+        stats_step = step_lib.make_train_step(
+            exp.model, exp.tx, exp.schedule, config, mesh, stats=True
+        )
+    eval_step = step_lib.make_eval_step(exp.model, config, mesh)
+    writer = metrics_lib.MetricWriter(workdir, start, exp.total_steps, t.progress_bar)
+    writer.log(
+        f"{'Resuming from' if start else 'Starting at'} step {start} of {exp.total_steps} "
+        f"({exp.steps_per_epoch} steps/epoch, {len(mesh.devices.flat)} devices) in {workdir}"
+    )
+
+    run = _Run(config, exp, state, start, train_iter, writer, step_hooks)
+    summary: dict[str, Any] = {}
+    try:
+        with _sigterm_flag() as sigterm:
+            run.loop(train_step, stats_step, eval_step, ckpt, sigterm)
+        ckpt.save(run.step, run.state, train_iter.get_state())
+        ckpt.wait()
+        summary = {"status": run.status, "step": run.step}
+        if run.status == "preempted":
+            writer.log(
+                f"SIGTERM received: saved a checkpoint at step {run.step} in {ckpt.directory}; "
+                "rerun the same command to resume."
+            )
+        else:
+            if run.last_eval_step != run.step:
+                final_eval = evaluate(eval_step, run.state, config, mesh)
+                summary.update(final_eval)
+                writer.write(run.step, final_eval, split="eval")
+            else:
+                summary.update(run.last_eval)
+    except NonFiniteError as e:
+        summary = {"status": "nonfinite", "step": run.step, "error": str(e)}
+        raise
+    finally:
+        writer.close()
+        ckpt.close()
+        summary.update(
+            stop_reason=run.reason,
+            skipped_steps=int(run.state.skipped_steps),
+            train_time_s=run.train_time,
+            images_per_sec=run.images / max(run.train_time, 1e-9),
+            model=config.model.name,
+            dataset=config.data.name,
+        )
+        metrics_lib.write_json(f"{workdir}/summary.json", summary)
+    if "top1" in summary:
+        writer.log(
+            f"Done at step {run.step}: held-out top-1 {summary['top1']:.4f} "
+            f"({summary['num_examples']} examples), {run.train_time:.0f} s training, "
+            f"{summary['images_per_sec']:.0f} images/s"
+        )
+    return summary
+
+
+class _Run:
+    """Mutable bookkeeping of one training loop."""
+
+    def __init__(self, config, exp, state, start, train_iter, writer, step_hooks):
+        self.config, self.exp, self.state, self.step = config, exp, state, start
+        self.train_iter, self.writer, self.step_hooks = train_iter, writer, step_hooks
+        self.status, self.reason = "completed", None
+        self.train_time, self.images, self.last_skipped = 0.0, 0, 0
+        self.last_eval_step, self.last_eval = None, {}
+
+    def loop(self, train_step, stats_step, eval_step, ckpt, sigterm) -> None:
+        t, mesh = self.config.train, self.exp.mesh
+        multi = jax.process_count() > 1
+        interval_start, interval_images = time.perf_counter(), 0
+        while self.step < self.exp.total_steps:
+            if not multi and sigterm.is_set():
+                self.status = "preempted"
+                return
+            tic = time.perf_counter()
+            batch = sharding.shard_batch(next(self.train_iter), mesh)
+            with_stats = stats_step is not None and (self.step + 1) % t.stats_every_steps == 0
+            self.state, m = (stats_step if with_stats else train_step)(self.state, batch)
+            self.step += 1
+            step = self.step
+            self.images += t.batch_size
+            interval_images += t.batch_size
+            log_now = step % t.log_every_steps == 0 or step == self.exp.total_steps or with_stats
+            ckpt_now = bool(t.checkpoint_every_steps) and step % t.checkpoint_every_steps == 0
+            if log_now or ckpt_now:
+                self._check_nonfinite()
+            if log_now:
+                m = jax.device_get(m)
+                now = time.perf_counter()
+                m["images_per_sec"] = interval_images / max(now - interval_start, 1e-9)
+                m["epoch"] = step / self.exp.steps_per_epoch
+                self.writer.write(step, m)
+                interval_start, interval_images = now, 0
+                flat = metrics_lib.flatten_metrics(m)
+                for hook in self.step_hooks:
+                    self.reason = self.reason or hook(step, flat)
+            self.train_time += time.perf_counter() - tic
+            if ckpt_now:
+                ckpt.save(step, self.state, self.train_iter.get_state())
+            if t.eval_every_steps and step % t.eval_every_steps == 0:
+                self.last_eval = evaluate(eval_step, self.state, self.config, mesh)
+                self.last_eval_step = step
+                self.writer.write(step, self.last_eval, split="eval")
+                interval_start = time.perf_counter()
+            self.writer.advance(step)
+            if self.reason is not None:
+                self.status = "stopped"
+                self.writer.log(f"Stopping at step {step}: {self.reason}")
+                return
+            if multi and log_now and _any_process(sigterm.is_set()):
+                self.status = "preempted"
+                return
+
+    def _check_nonfinite(self) -> None:
+        skipped = int(self.state.skipped_steps)
+        if skipped > self.last_skipped:
+            self.writer.log(
+                f"step {self.step}: {skipped - self.last_skipped} non-finite update(s) skipped "
+                f"({skipped} in total)"
+            )
+            self.last_skipped = skipped
+        _check_nonfinite(self.state, self.config, self.writer)
+
+
+def _check_nonfinite(state: Any, config: Any, writer: metrics_lib.MetricWriter) -> None:
+    bad_step = int(state.nonfinite_step)
+    if bad_step < 0:
+        return
+    what = NONFINITE_NAMES[int(state.nonfinite_what)]
+    if config.train.nonfinite_policy == "stop":
+        message = (
+            f"Non-finite {what} at step {bad_step} (nonfinite_policy='stop'); the last good "
+            "checkpoint is kept. Lower the learning rate or set "
+            "--config.train.nonfinite_policy=skip."
+        )
+        writer.log(message)
+        raise NonFiniteError(message)
+    logging.warning("First non-finite %s at step %d (skipped).", what, bad_step)

@@ -1,0 +1,103 @@
+"""Builds what a run needs from its config: mesh, model, optimizer, schedule and train state."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import optax
+from jax.sharding import Mesh
+
+from inception_jax.train import optimizer as optimizer_lib
+from inception_jax.train import sharding
+from inception_jax.train.state import TrainState, create_train_state
+
+
+def data_module() -> Any:
+    """The input pipeline module (a function so tests can substitute a synthetic one)."""
+    from inception_jax.data import pipeline
+
+    return pipeline
+
+
+def create_model_from_config(model_cfg: Any, num_classes: int) -> Any:
+    """Calls `inception_jax.models.create_model` with `config.model`'s fields as keyword args."""
+    from inception_jax.models import create_model
+
+    kwargs = {k: v for k, v in model_cfg.items() if k != "name" and v is not None}
+    kwargs["num_classes"] = model_cfg.num_classes or num_classes
+    return create_model(model_cfg.name, **kwargs)
+
+
+@dataclasses.dataclass
+class Experiment:
+    """Everything derived from the config before training starts."""
+
+    mesh: Mesh
+    model: Any
+    tx: optax.GradientTransformation
+    schedule: optax.Schedule
+    num_classes: int
+    num_train: int
+    num_eval: int
+    steps_per_epoch: int
+    total_steps: int
+    init_state: Callable[[jax.Array], TrainState]
+
+    def abstract_state(self, seed: int) -> TrainState:
+        """The state's structure, shapes and dtypes, without computing it."""
+        return jax.eval_shape(self.init_state, jax.random.PRNGKey(seed))
+
+
+def build_experiment(config: Any, mesh: Mesh | None = None) -> Experiment:
+    """Builds mesh, model, optimizer and the jitted state initialiser from `config`.
+
+    Args:
+        config: the (validated) experiment config.
+        mesh: the device mesh; default all devices.
+
+    Returns:
+        An `Experiment`.
+    """
+    mesh = mesh or sharding.create_mesh()
+    info = data_module().dataset_info(config.data)
+    num_classes = config.model.num_classes or info.num_classes
+    num_train = config.data.num_train_examples or info.num_train
+    num_eval = config.data.num_eval_examples or info.num_eval
+    batch_size = config.train.batch_size
+    steps_per_epoch = max(1, num_train // batch_size)
+    if config.train.num_steps:
+        total_steps = int(config.train.num_steps)
+    else:
+        total_steps = max(1, int(math.ceil(config.train.num_epochs * steps_per_epoch)))
+
+    model = create_model_from_config(config.model, num_classes)
+    schedule = optimizer_lib.create_learning_rate_schedule(
+        config.optimizer, batch_size, steps_per_epoch, total_steps
+    )
+    tx = optimizer_lib.create_optimizer(config.optimizer, schedule)
+    size = config.data.image_size
+    init = functools.partial(
+        create_train_state,
+        model,
+        tx,
+        input_shape=(1, size, size, 3),
+        use_ema=bool(config.optimizer.ema_decay),
+    )
+    init_state = jax.jit(init, out_shardings=sharding.replicated(mesh))
+    return Experiment(
+        mesh=mesh,
+        model=model,
+        tx=tx,
+        schedule=schedule,
+        num_classes=num_classes,
+        num_train=num_train,
+        num_eval=num_eval,
+        steps_per_epoch=steps_per_epoch,
+        total_steps=total_steps,
+        init_state=init_state,
+    )

@@ -1,0 +1,77 @@
+"""The train state: one pytree holding everything a resumed run needs besides the data order."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import optax
+
+# Codes for `TrainState.nonfinite_what`, in the order the step checks them.
+NONFINITE_NAMES = ("none", "loss", "grads", "params")
+
+
+@flax.struct.dataclass
+class TrainState:
+    """Replicated training state.
+
+    Attributes:
+        step: number of optimizer steps taken (skipped non-finite steps included).
+        params: model parameters.
+        batch_stats: batch-norm moving averages.
+        opt_state: optax state.
+        ema_params: exponential moving average of `params` (empty dict when EMA is off).
+        rng: base PRNG key; each step folds in its step number.
+        skipped_steps: how many updates were skipped for being non-finite.
+        nonfinite_step: first step whose loss, gradients or parameters were non-finite (-1: none).
+        nonfinite_what: index into `NONFINITE_NAMES` of the first non-finite quantity at that step.
+    """
+
+    step: jax.Array
+    params: Any
+    batch_stats: Any
+    opt_state: Any
+    ema_params: Any
+    rng: jax.Array
+    skipped_steps: jax.Array
+    nonfinite_step: jax.Array
+    nonfinite_what: jax.Array
+
+
+def create_train_state(
+    model: Any,
+    tx: optax.GradientTransformation,
+    rng: jax.Array,
+    input_shape: tuple[int, ...],
+    use_ema: bool,
+) -> TrainState:
+    """Initialises a train state (call under `jax.jit` with replicated out_shardings).
+
+    Args:
+        model: a Flax module following `docs/CONTRACTS.md`.
+        tx: the optimizer.
+        rng: PRNG key (raw uint32 key) for initialisation and training.
+        input_shape: shape of one example batch, e.g. `(1, 96, 96, 3)`.
+        use_ema: whether to keep `ema_params`.
+
+    Returns:
+        The initial `TrainState` at step 0.
+    """
+    init_rng, params_rng, dropout_rng = jax.random.split(rng, 3)
+    variables = model.init(
+        {"params": params_rng, "dropout": dropout_rng}, jnp.zeros(input_shape), train=False
+    )
+    params = variables["params"]
+    return TrainState(
+        step=jnp.zeros((), jnp.int32),
+        params=params,
+        batch_stats=variables.get("batch_stats", {}),
+        opt_state=tx.init(params),
+        ema_params=jax.tree.map(jnp.copy, params) if use_ema else {},
+        rng=init_rng,
+        skipped_steps=jnp.zeros((), jnp.int32),
+        nonfinite_step=jnp.full((), -1, jnp.int32),
+        nonfinite_what=jnp.zeros((), jnp.int32),
+    )

@@ -1,0 +1,100 @@
+"""Shared test setup: 8 fake CPU devices, a persistent compilation cache, a synthetic pipeline.
+
+The device count must be set before jax initialises, hence at import time of this conftest.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ["XLA_FLAGS"] = (
+    os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
+).strip()
+
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+# Repeated compiles of the same tiny model (resume tests, CLI runs) hit the cache.
+jax.config.update("jax_compilation_cache_dir", os.path.join("/tmp", "inception_jax_test_jit_cache"))
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+
+
+class SyntheticPipeline:
+    """Stands in for `inception_jax.data.pipeline`: a learnable deterministic 10-class dataset.
+
+    Class `c` images are noise plus a bright horizontal band at a class-specific row.
+    """
+
+    def __init__(self, num_train: int = 64, num_eval: int = 21, num_classes: int = 10):
+        self.num_train, self.num_eval, self.num_classes = num_train, num_eval, num_classes
+
+    def _example(self, split: str, index: int, size: int):
+        rng = np.random.default_rng([0 if split == "train" else 1, index])
+        label = int(rng.integers(self.num_classes))
+        image = rng.integers(0, 100, (size, size, 3), dtype=np.uint8)
+        row = label * size // self.num_classes
+        image[row : row + max(1, size // 10)] = 250
+        return image, label
+
+    def dataset_info(self, data_cfg):
+        class Info:
+            num_classes = self.num_classes
+            num_train = self.num_train
+            num_eval = self.num_eval
+
+        return Info()
+
+    def create_train_iterator(
+        self, data_cfg, global_batch_size, seed, process_index=0, process_count=1
+    ):
+        pipeline = self
+        local = global_batch_size // process_count
+
+        class Iterator:
+            position = 0
+
+            def __iter__(self):
+                return self
+
+            def __next__(self):
+                rng = np.random.default_rng([seed, self.position])
+                idx = rng.integers(pipeline.num_train, size=global_batch_size)
+                idx = idx[process_index * local : (process_index + 1) * local]
+                pairs = [pipeline._example("train", int(i), data_cfg.image_size) for i in idx]
+                self.position += 1
+                return {
+                    "image": np.stack([p[0] for p in pairs]),
+                    "label": np.array([p[1] for p in pairs], np.int32),
+                }
+
+            def get_state(self):
+                return {"position": self.position}
+
+            def set_state(self, state):
+                self.position = state["position"]
+
+        return Iterator()
+
+    def create_eval_iterator(self, data_cfg, global_batch_size, process_index=0, process_count=1):
+        size = data_cfg.eval_image_size or data_cfg.image_size
+        n = data_cfg.num_eval_examples or self.num_eval
+        local = global_batch_size // process_count
+        for start in range(0, n, global_batch_size):
+            rows = range(start + process_index * local, start + (process_index + 1) * local)
+            pairs = [self._example("eval", i % n, size) for i in rows]
+            yield {
+                "image": np.stack([p[0] for p in pairs]),
+                "label": np.array([p[1] for p in pairs], np.int32),
+                "mask": np.array([i < n for i in rows]),
+            }
+
+
+@pytest.fixture
+def synthetic_data(monkeypatch):
+    """Replaces the input pipeline with `SyntheticPipeline` for the test."""
+    from inception_jax.train import setup
+
+    pipeline = SyntheticPipeline()
+    monkeypatch.setattr(setup, "data_module", lambda: pipeline)
+    return pipeline
