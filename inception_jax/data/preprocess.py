@@ -1,0 +1,188 @@
+"""Inception preprocessing on the host (NumPy + PIL, emits uint8) and normalisation on device.
+
+Training: a random crop sampled like `tf.image.sample_distorted_bounding_box` (Szegedy et al.,
+"Going deeper with convolutions", 2015: area 8%-100%, aspect ratio 3/4-4/3), a random horizontal
+flip and a bilinear resize. Evaluation: a central crop of `crop_fraction` of the shorter side and a
+resize. Images leave the host as uint8 (4x less to transfer); `normalize` maps them to [-1, 1]
+inside the jitted step.
+
+JPEGs are decoded with PIL's `draft()` when the crop is at least twice the output size, so
+libjpeg downscales by 1/2, 1/4 or 1/8 during the IDCT (much cheaper than a full decode).
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from typing import Any
+
+import jax.numpy as jnp
+import numpy as np
+from PIL import Image
+
+Box = tuple[float, float, float, float]  # (left, top, right, bottom) in pixels
+
+
+def _bad(key: Any, what: str) -> ValueError:
+    return ValueError(f"Bad image data in example {key!r}: {what}")
+
+
+def to_pil_rgb(image: Any, key: Any = None) -> Image.Image:
+    """Returns a lazily decoded PIL image (encoded bytes) or an RGB image (arrays).
+
+    Args:
+      image: encoded bytes (JPEG, PNG, ...), a PIL image, or a uint8 array [H, W], [H, W, 1],
+        [H, W, 3] or [H, W, 4].
+      key: example index or key, used in error messages.
+
+    Raises:
+      ValueError: the bytes cannot be decoded or the array has an unsupported shape.
+    """
+    if isinstance(image, (bytes, bytearray, memoryview)):
+        try:
+            return Image.open(io.BytesIO(bytes(image)))
+        except Exception as e:  # PIL raises UnidentifiedImageError, OSError, ...
+            raise _bad(key, f"cannot decode {len(image)} bytes ({e})") from e
+    if isinstance(image, Image.Image):
+        return image
+    array = np.asarray(image)
+    if array.ndim == 3 and array.shape[-1] == 1:
+        array = array[..., 0]
+    if array.ndim == 3 and array.shape[-1] == 4:
+        array = array[..., :3]  # drop alpha
+    if not (array.ndim == 2 or (array.ndim == 3 and array.shape[-1] == 3)):
+        raise _bad(key, f"expected [H, W], [H, W, 1], [H, W, 3] or [H, W, 4], got {array.shape}")
+    if array.dtype != np.uint8:
+        raise _bad(key, f"expected uint8 pixels, got {array.dtype}")
+    return Image.fromarray(array).convert("RGB")
+
+
+def _ensure_rgb(img: Image.Image, key: Any) -> Image.Image:
+    try:
+        img.load()
+        if img.mode == "RGB":
+            return img
+        if img.mode in ("RGBA", "LA", "P", "PA") or "transparency" in img.info:
+            img = img.convert("RGBA")  # palette/alpha -> RGBA first, then drop alpha
+        return img.convert("RGB")  # L, LA, CMYK, I;16, YCbCr, RGBA, ...
+    except Exception as e:
+        raise _bad(key, f"cannot decode or convert mode {img.mode!r} to RGB ({e})") from e
+
+
+def sample_distorted_box(
+    rng: np.random.Generator,
+    width: int,
+    height: int,
+    area_range: tuple[float, float] = (0.08, 1.0),
+    aspect_ratio_range: tuple[float, float] = (3 / 4, 4 / 3),
+    max_attempts: int = 10,
+    crop_fraction: float = 0.875,
+) -> Box:
+    """Samples a crop box like `tf.image.sample_distorted_bounding_box` over the whole image.
+
+    The area is uniform in `area_range` (fraction of the image), the aspect ratio log-uniform in
+    `aspect_ratio_range`. After `max_attempts` boxes that do not fit, falls back to the central
+    crop, as the Inception and Flax ImageNet pipelines do.
+
+    Returns:
+      (left, top, right, bottom) in pixels.
+    """
+    area = width * height
+    log_lo, log_hi = math.log(aspect_ratio_range[0]), math.log(aspect_ratio_range[1])
+    for _ in range(max_attempts):
+        target_area = area * rng.uniform(*area_range)
+        ratio = math.exp(rng.uniform(log_lo, log_hi))
+        w = int(round(math.sqrt(target_area * ratio)))
+        h = int(round(math.sqrt(target_area / ratio)))
+        if 0 < w <= width and 0 < h <= height:
+            x = int(rng.integers(0, width - w + 1))
+            y = int(rng.integers(0, height - h + 1))
+            return (x, y, x + w, y + h)
+    return center_box(width, height, crop_fraction)
+
+
+def center_box(width: int, height: int, crop_fraction: float = 0.875) -> Box:
+    """The central square crop whose side is `crop_fraction` of the shorter image side."""
+    side = crop_fraction * min(width, height)
+    left, top = (width - side) / 2, (height - side) / 2
+    return (left, top, left + side, top + side)
+
+
+def _decode_crop_resize(img: Image.Image, box: Box, out_size: int, key: Any) -> Image.Image:
+    """Decodes (with JPEG draft downscaling where it is exact enough) and resizes `box`."""
+    width, height = img.size
+    box_w, box_h = box[2] - box[0], box[3] - box[1]
+    if img.format == "JPEG" and min(box_w, box_h) >= 2 * out_size:
+        # Ask for the smallest decode whose crop is still >= out_size on both sides.
+        scale = out_size / min(box_w, box_h)
+        img.draft("RGB", (math.ceil(width * scale), math.ceil(height * scale)))
+        sx, sy = img.size[0] / width, img.size[1] / height
+        box = (box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy)
+    img = _ensure_rgb(img, key)
+    return img.resize((out_size, out_size), Image.BILINEAR, box=box)
+
+
+def image_size_of(image: Any) -> tuple[int, int]:
+    """(width, height) of a PIL image or an HWC array."""
+    if isinstance(image, Image.Image):
+        return image.size
+    return image.shape[1], image.shape[0]
+
+
+def preprocess_train(
+    image: Any,
+    rng: np.random.Generator,
+    image_size: int,
+    *,
+    area_range: tuple[float, float] = (0.08, 1.0),
+    aspect_ratio_range: tuple[float, float] = (3 / 4, 4 / 3),
+    crop_fraction: float = 0.875,
+    key: Any = None,
+) -> np.ndarray:
+    """Training preprocessing: distorted crop, random flip, bilinear resize.
+
+    Args:
+      image: encoded bytes, a PIL image or a uint8 array (see `to_pil_rgb`).
+      rng: the only source of randomness (same rng state -> same output).
+      image_size: output side length.
+      area_range: crop area as a fraction of the image.
+      aspect_ratio_range: crop width / height.
+      crop_fraction: central-crop fraction for the fallback box.
+      key: example index or key, for error messages.
+
+    Returns:
+      uint8 [image_size, image_size, 3].
+    """
+    img = to_pil_rgb(image, key)
+    width, height = img.size
+    box = sample_distorted_box(
+        rng, width, height, area_range, aspect_ratio_range, crop_fraction=crop_fraction
+    )
+    flip = rng.random() < 0.5
+    out = _decode_crop_resize(img, box, image_size, key)
+    if flip:
+        out = out.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    return np.asarray(out, dtype=np.uint8)
+
+
+def preprocess_eval(
+    image: Any, image_size: int, *, crop_fraction: float = 0.875, key: Any = None
+) -> np.ndarray:
+    """Evaluation preprocessing: central crop (`crop_fraction` of the shorter side), resize.
+
+    Returns:
+      uint8 [image_size, image_size, 3], a deterministic function of the image.
+    """
+    img = to_pil_rgb(image, key)
+    box = center_box(*img.size, crop_fraction)
+    return np.asarray(_decode_crop_resize(img, box, image_size, key), dtype=np.uint8)
+
+
+def normalize(images: jnp.ndarray, dtype: Any = jnp.float32) -> jnp.ndarray:
+    """Maps uint8 images to `dtype` in [-1, 1] (call inside the jitted train/eval step).
+
+    Args:
+      images: uint8 [..., H, W, 3].
+      dtype: output dtype, e.g. jnp.bfloat16.
+    """
+    return (images.astype(jnp.float32) * (2.0 / 255.0) - 1.0).astype(dtype)
