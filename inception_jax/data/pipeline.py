@@ -20,6 +20,7 @@ from typing import Any
 import grain
 import ml_collections
 import numpy as np
+from absl import flags
 
 from inception_jax.data import preprocess
 from inception_jax.data.sources import get_dataset_builder, open_source
@@ -145,6 +146,8 @@ class TrainIterator(Iterator[dict]):
             )
         )
         if self._workers > 0:
+            if not flags.FLAGS.is_parsed():
+                flags.FLAGS.mark_as_parsed()  # grain workers read absl flags (defaults here)
             ds = ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=self._workers))
         return iter(ds)
 

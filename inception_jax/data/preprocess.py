@@ -108,14 +108,17 @@ def center_box(width: int, height: int, crop_fraction: float = 0.875) -> Box:
     return (left, top, left + side, top + side)
 
 
-def _decode_crop_resize(img: Image.Image, box: Box, out_size: int, key: Any) -> Image.Image:
-    """Decodes (with JPEG draft downscaling where it is exact enough) and resizes `box`."""
+def _decode_crop_resize(
+    img: Image.Image, box: Box, out_size: int, key: Any, draft: bool = True
+) -> Image.Image:
+    """Decodes (JPEG: downscaled in the IDCT when `draft` and the crop is >= 2x) and resizes."""
     width, height = img.size
     box_w, box_h = box[2] - box[0], box[3] - box[1]
-    if img.format == "JPEG" and min(box_w, box_h) >= 2 * out_size:
-        # Ask for the smallest decode whose crop is still >= out_size on both sides.
-        scale = out_size / min(box_w, box_h)
-        img.draft("RGB", (math.ceil(width * scale), math.ceil(height * scale)))
+    if draft and img.format == "JPEG" and min(box_w, box_h) >= 2 * out_size:
+        # The largest libjpeg reduction (1/2, 1/4, 1/8) keeping the crop >= out_size. PIL picks
+        # the reduction from floor(original / requested), so request exact multiples.
+        reduce = 2 ** min(3, int(math.log2(min(box_w, box_h) / out_size)))
+        img.draft("RGB", (width // reduce, height // reduce))
         sx, sy = img.size[0] / width, img.size[1] / height
         box = (box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy)
     img = _ensure_rgb(img, key)
@@ -138,6 +141,7 @@ def preprocess_train(
     aspect_ratio_range: tuple[float, float] = (3 / 4, 4 / 3),
     crop_fraction: float = 0.875,
     key: Any = None,
+    draft: bool = True,
 ) -> np.ndarray:
     """Training preprocessing: distorted crop, random flip, bilinear resize.
 
@@ -149,6 +153,7 @@ def preprocess_train(
       aspect_ratio_range: crop width / height.
       crop_fraction: central-crop fraction for the fallback box.
       key: example index or key, for error messages.
+      draft: allow JPEG downscale-at-decode (see module docstring).
 
     Returns:
       uint8 [image_size, image_size, 3].
@@ -159,14 +164,19 @@ def preprocess_train(
         rng, width, height, area_range, aspect_ratio_range, crop_fraction=crop_fraction
     )
     flip = rng.random() < 0.5
-    out = _decode_crop_resize(img, box, image_size, key)
+    out = _decode_crop_resize(img, box, image_size, key, draft)
     if flip:
         out = out.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
     return np.asarray(out, dtype=np.uint8)
 
 
 def preprocess_eval(
-    image: Any, image_size: int, *, crop_fraction: float = 0.875, key: Any = None
+    image: Any,
+    image_size: int,
+    *,
+    crop_fraction: float = 0.875,
+    key: Any = None,
+    draft: bool = True,
 ) -> np.ndarray:
     """Evaluation preprocessing: central crop (`crop_fraction` of the shorter side), resize.
 
@@ -175,7 +185,7 @@ def preprocess_eval(
     """
     img = to_pil_rgb(image, key)
     box = center_box(*img.size, crop_fraction)
-    return np.asarray(_decode_crop_resize(img, box, image_size, key), dtype=np.uint8)
+    return np.asarray(_decode_crop_resize(img, box, image_size, key, draft), dtype=np.uint8)
 
 
 def normalize(images: jnp.ndarray, dtype: Any = jnp.float32) -> jnp.ndarray:
