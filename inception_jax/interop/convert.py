@@ -202,13 +202,13 @@ def _raise_on_problems(problems: list[str], unexpected: list[str], model_name: s
     if not problems and not unexpected:
         return
     first = problems[0] if problems else f"unexpected tensor {unexpected[0]!r}"
-    more = []
+    notes = []
     if problems and unexpected:
-        more.append(f"first unexpected tensor: {unexpected[0]!r}")
+        notes.append(f"first unexpected tensor: {unexpected[0]!r}")
     count = len(problems) + len(unexpected)
     if count > 1:
-        more.append(f"{count} problems in all")
-    tail = f" ({'; '.join(more)})" if more else ""
+        notes.append(f"{count} problems in all")
+    tail = "".join(f"; {n}" for n in notes)
     raise StateDictMismatchError(
         f"the state dict does not match {model_name}: {first}{tail}. Is it a timm "
         f"{model_name.removesuffix('_release')} checkpoint?"
