@@ -7,6 +7,7 @@ are balanced); colour, size, rotation, position and the textured background are 
 
 from __future__ import annotations
 
+import functools
 import io
 
 import numpy as np
@@ -78,11 +79,17 @@ def _shape_polygons(label: int, radius: float) -> tuple[np.ndarray, np.ndarray |
     raise ValueError(f"unknown label {label}")
 
 
+@functools.lru_cache(maxsize=4)
+def _grid(size: int) -> tuple[np.ndarray, np.ndarray]:
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
+    return yy[..., None], xx[..., None]
+
+
 def _background(rng: np.random.Generator, size: int) -> np.ndarray:
     """A float32 [size, size, 3] background in [0, 255]: gradient or stripes, plus noise."""
-    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
+    yy, xx = _grid(size)
     theta = rng.uniform(0, 2 * np.pi)
-    proj = (np.cos(theta) * xx + np.sin(theta) * yy)[..., None]
+    proj = np.float32(np.cos(theta)) * xx + np.float32(np.sin(theta)) * yy
     c0, c1 = rng.uniform(0, 255, size=(2, 3)).astype(np.float32)
     if rng.random() < 0.5:  # linear gradient between two random colours
         proj = (proj - proj.min()) / max(float(np.ptp(proj)), 1e-6)
@@ -140,8 +147,8 @@ def render_example(split: str, index: int, image_size: int = 112) -> tuple[np.nd
 
     colour = _shape_colour(rng, img.mean(axis=(0, 1)))
     shape_layer = colour + rng.uniform(2, 12) * rng.standard_normal(img.shape, dtype=np.float32)
-    img = img * (1 - alpha) + shape_layer * alpha
-    return np.clip(img, 0, 255).astype(np.uint8), label
+    img += alpha * (shape_layer - img)
+    return np.clip(img, 0, 255, out=img).astype(np.uint8), label
 
 
 def encode_png(image: np.ndarray) -> bytes:
