@@ -77,9 +77,9 @@ def predict(
     Raises:
       ValueError: an unreadable image (named) or a directory that is not a converted checkpoint.
     """
-    model, variables = checkpoint.load_converted(weights)
     prep = preprocess.Preprocessing.from_dict(checkpoint.read_model_json(weights)["preprocessing"])
-    batch = np.stack([preprocess.load_image(p, prep) for p in images])  # all files checked first
+    batch = np.stack([preprocess.load_image(p, prep) for p in images])  # every file checked first
+    model, variables = checkpoint.load_converted(weights)
     names = labels.label_names(model.num_classes)
     k = min(top_k, model.num_classes)
 

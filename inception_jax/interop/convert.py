@@ -9,6 +9,7 @@ positions like PyTorch; v4 and IR-v2 exclude them, as timm does), not of the wei
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Any
 
@@ -121,6 +122,14 @@ def abstract_variables(model: Inception) -> dict:
     return jax.eval_shape(lambda x: model.init(jax.random.key(0), x, train=False), x)
 
 
+@functools.lru_cache(maxsize=16)
+def _expected_shapes(
+    model_name: str, num_classes: int, scan_blocks: bool, aux_logits: bool
+) -> dict[tuple[str, ...], tuple[int, ...]]:
+    model = build_model(model_name, num_classes, scan_blocks, aux_logits)
+    return _flat_shapes(abstract_variables(model))
+
+
 def convert_timm_state_dict(
     state_dict: Mapping[str, Any],
     model_name: str,
@@ -159,8 +168,7 @@ def convert_timm_state_dict(
     if n is None:
         n = 1000  # no usable classifier in the file: the check below names the missing tensor
     drop_background = rows == TF_CLASSES and n == TF_CLASSES - 1
-    model = build_model(model_name, n, scan_blocks, aux)
-    want = _flat_shapes(abstract_variables(model))
+    want = _expected_shapes(model_name, n, scan_blocks, aux)
 
     flat: dict[tuple[str, ...], Any] = {}
     used: set[str] = set()
