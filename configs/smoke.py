@@ -17,7 +17,7 @@ def get_config():
     config.model.width = 0.125
     config.model.blocks = (1, 1, 1)
     config.model.residual_scale = 0.2
-    config.model.dropout_rate = 0.0
+    config.model.dropout_rate = 0.2
     config.data.image_size = 75
     config.data.num_eval_examples = 20
     config.train.batch_size = 8
@@ -26,4 +26,5 @@ def get_config():
     config.train.checkpoint_every_steps = 2
     config.train.progress_bar = False
     config.optimizer.warmup_epochs = 0.0
+    config.optimizer.lr_base_batch_size = 8  # lr 0.045 at batch 8: visible parameter moves.
     return config

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import os
 
+# Optimisation level 0 halves the CPU compile time of the tiny models' train step.
 os.environ["XLA_FLAGS"] = (
-    os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
+    os.environ.get("XLA_FLAGS", "")
+    + " --xla_force_host_platform_device_count=8 --xla_backend_optimization_level=0"
 ).strip()
 
 import jax  # noqa: E402

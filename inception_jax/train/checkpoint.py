@@ -108,7 +108,9 @@ class Checkpointer:
         with open(path + ".tmp", "w") as f:
             json.dump(data_state, f)
         os.replace(path + ".tmp", path)
-        state_dict = flax.serialization.to_state_dict(state)
+        # Host numpy copies: the state is replicated, and orbax's per-replica slicing of device
+        # arrays compiles one small program per shape (minutes on 8 fake CPU devices).
+        state_dict = jax.device_get(flax.serialization.to_state_dict(state))
         self.manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state_dict)))
         self._prune_data_states()
         return True

@@ -19,26 +19,8 @@ from ml_collections.config_dict import placeholder
 
 def default_data_config() -> ml_collections.ConfigDict:
     """Returns the data package's default data config."""
-    try:
-        from inception_jax.data import pipeline
-    except ImportError:  # TODO(train): drop once inception_jax.data.pipeline has landed.
-        return ml_collections.ConfigDict(
-            dict(
-                name="shapes10",
-                data_dir=placeholder(str),
-                train_split="train",
-                eval_split="test",
-                image_size=96,
-                eval_image_size=placeholder(int),
-                image_key="image",
-                label_key="label",
-                num_train_examples=placeholder(int),
-                num_eval_examples=placeholder(int),
-                worker_count=0,
-                area_range=(0.08, 1.0),
-                crop_fraction=0.875,
-            )
-        )
+    from inception_jax.data import pipeline
+
     return pipeline.default_data_config()
 
 
@@ -69,6 +51,15 @@ def get_base_config() -> ml_collections.ConfigDict:
     config.model.aux_logits = False  # Inception-v3's auxiliary head (its loss weight: optimizer).
 
     config.data = default_data_config()
+    # Typed placeholders, so `--config.data.data_dir=...` can override a None default.
+    for field, kind in (
+        ("data_dir", str),
+        ("eval_image_size", int),
+        ("num_train_examples", int),
+        ("num_eval_examples", int),
+    ):
+        if config.data.get(field, 0) is None:
+            config.data[field] = placeholder(kind)
 
     config.train = ml_collections.ConfigDict()
     config.train.batch_size = 256  # Global, over all devices and hosts.
