@@ -5,6 +5,7 @@ Cheap: no forward passes (the converter only traces shapes); the timm models are
 
 from __future__ import annotations
 
+import jax
 import numpy as np
 import pytest
 
@@ -17,6 +18,7 @@ from inception_jax.interop import (  # noqa: E402
     load_state_dict,
     timm_units,
 )
+from inception_jax.interop.layout import relayout  # noqa: E402
 
 V3 = "inception_v3_release"
 
@@ -85,6 +87,9 @@ def test_scan_stacks_repeated_blocks(v4_state):
     up = v4_state["features.20.branch2_3b.bn.running_mean"].numpy()  # Inception-C fork tail
     got = scanned["batch_stats"]["inception_c"]["blocks"]["branch_2"]["fork_3_1"]["bn"]["mean"]
     np.testing.assert_array_equal(got[1], up)
+    for a, b in ((relayout(scanned, False), unrolled), (relayout(unrolled, True), scanned)):
+        assert jax.tree.structure(a) == jax.tree.structure(b)
+        jax.tree.map(np.testing.assert_array_equal, a, b)
 
 
 def test_tf_1001_class_convention(v3_state):

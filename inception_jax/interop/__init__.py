@@ -6,6 +6,7 @@
 produces. torch, timm and safetensors are only needed to read source files (``interop`` extra).
 """
 
+from inception_jax.interop.checkpoint import load_converted, save_converted
 from inception_jax.interop.convert import StateDictMismatchError, convert_timm_state_dict
 from inception_jax.interop.loaders import load_state_dict
 from inception_jax.interop.timm_names import MODELS, timm_stage_modules, timm_units
@@ -14,7 +15,9 @@ __all__ = [
     "MODELS",
     "StateDictMismatchError",
     "convert_timm_state_dict",
+    "load_converted",
     "load_state_dict",
+    "save_converted",
     "timm_stage_modules",
     "timm_units",
 ]

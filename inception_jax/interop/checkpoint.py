@@ -19,7 +19,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from inception_jax.interop import convert, preprocess
+from inception_jax.interop import convert, layout, preprocess
 from inception_jax.models.network import Inception
 
 FORMAT = "inception_jax.converted/1"
@@ -125,13 +125,14 @@ def _check_shapes(saved: Any, expected: Any, path: str, model_name: str) -> None
 
 
 def load_converted(
-    path: str | os.PathLike, model_name: str | None = None
+    path: str | os.PathLike, model_name: str | None = None, scan_blocks: bool | None = None
 ) -> tuple[Inception, dict[str, Any]]:
     """Rebuilds the model recorded in ``path/model.json`` and restores its variables.
 
     Args:
       path: a directory written by :func:`save_converted` (the ``convert`` command).
       model_name: if given, the model the caller expects; a different one is an error.
+      scan_blocks: layout of the returned model and variables; ``None``: as converted.
 
     Returns:
       ``(model, {"params", "batch_stats"})``; use ``model.apply(variables, x, train=False)``.
@@ -153,4 +154,7 @@ def load_converted(
         saved = ckptr.metadata(os.path.join(path, VARIABLES)).item_metadata
         _check_shapes(dict(saved), dict(target), path, meta["model"])
         variables = ckptr.restore(os.path.join(path, VARIABLES), dict(target))
+    if scan_blocks is not None and scan_blocks != opts["scan_blocks"]:
+        model = model.clone(scan_blocks=scan_blocks)
+        variables = layout.relayout(variables, scan_blocks)
     return model, variables
