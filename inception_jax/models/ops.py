@@ -84,7 +84,9 @@ class Stage:
         return 1 if self.repeats is None else self.repeats
 
 
-def C(features: int, kernel: int | tuple[int, int] = 1, stride: int = 1, padding: str = "S") -> Conv:
+def C(
+    features: int, kernel: int | tuple[int, int] = 1, stride: int = 1, padding: str = "S"
+) -> Conv:
     """Shorthand used by the spec tables: ``C(96, 3, 2, 'V')`` = conv 3x3/2 VALID -> 96."""
     k = (kernel, kernel) if isinstance(kernel, int) else tuple(kernel)
     return Conv(features, k, stride, {"S": "SAME", "V": "VALID"}[padding])
@@ -129,7 +131,9 @@ def op_shape(op: Op, size: tuple[int, int], channels: int) -> tuple[tuple[int, i
     if isinstance(op, Fork):
         outs = [op_shape(c, size, channels) for c in op.convs]
         return outs[0][0], sum(c for _, c in outs)
-    hw = tuple(_conv_size(s, k, op.stride, op.padding) for s, k in zip(size, op.kernel, strict=True))
+    hw = tuple(
+        _conv_size(s, k, op.stride, op.padding) for s, k in zip(size, op.kernel, strict=True)
+    )
     return hw, op.features
 
 

@@ -67,7 +67,9 @@ _REGISTRY: dict[str, ModelDef] = {
         has_aux_head=True,
     ),
     "inception_v4_release": ModelDef(
-        lambda: specs.inception_v4(release=True), "Inception-v4, TF-slim/timm kernel order", _RELEASE
+        lambda: specs.inception_v4(release=True),
+        "Inception-v4, TF-slim/timm kernel order",
+        _RELEASE,
     ),
     "inception_resnet_v2_release": ModelDef(
         specs.inception_resnet_v2_release,
@@ -136,7 +138,7 @@ def resolve_stages(name: str, width: float = 1.0, blocks=None, residual_scale=No
         raise ValueError(f"{name} has no repeated blocks; leave blocks unset")
     if residual_scale is not None and not mdef.residual:
         raise ValueError(f"{name} has no residual blocks; leave residual_scale unset")
-    repeats = blocks and _per_group(
+    repeats = blocks is not None and _per_group(
         blocks, "blocks", lambda b: isinstance(b, int) and b >= 1, "an int >= 1"
     )
     scales = residual_scale is not None and _per_group(

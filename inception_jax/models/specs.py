@@ -39,7 +39,9 @@ def _stem_v4(release: bool) -> tuple[Stage, ...]:
 def _stem_single(last: object) -> Stage:
     return Stage(
         "stem",
-        Block(((C(32, 3, 2, "V"), C(32, 3, 1, "V"), C(64, 3), MAX, C(80), C(192, 3, 1, "V"), last),)),
+        Block(
+            ((C(32, 3, 2, "V"), C(32, 3, 1, "V"), C(64, 3), MAX, C(80), C(192, 3, 1, "V"), last),)
+        ),
     )
 
 
