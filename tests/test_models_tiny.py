@@ -162,19 +162,25 @@ def test_stats_agree_with_captured_intermediates(scan_pair):
     inter = inter["intermediates"]
     (_, aux) = scanned.apply(v_s, x, train=False, stats=True)
     stats = aux["stats"]
-    for stage in ("inception_resnet_a", "inception_resnet_b", "inception_resnet_c"):
+    previous = {
+        "inception_resnet_a": "mixed_5a",
+        "inception_resnet_b": "reduction_a",
+        "inception_resnet_c": "reduction_b",
+    }
+    scales = {"inception_resnet_a": 0.3, "inception_resnet_b": 0.2, "inception_resnet_c": 0.1}
+    for stage, before in previous.items():
+        x_in = aux["stages"][before]
         for i in range(2):
             block = inter[stage][f"block_{i}"]
             y = block["__call__"][0][0]
             for key, want in _by_hand(y).items():
                 np.testing.assert_allclose(stats[stage][key][i], want, rtol=1e-4, atol=1e-6)
             u = block["up"]["__call__"][0]
-            x_in = y_prev if i else aux["stages"]["mixed_5a" if stage.endswith("_a") else
-                                                 "reduction_" + stage[-1].translate({98: "a", 99: "b"})]  # fmt: skip
-            scale = {"inception_resnet_a": 0.3, "inception_resnet_b": 0.2}.get(stage, 0.1)
-            np.testing.assert_allclose(stats[stage]["branch_norm"][i], _rms(scale * u), rtol=1e-4)
+            np.testing.assert_allclose(
+                stats[stage]["branch_norm"][i], _rms(scales[stage] * u), rtol=1e-4
+            )
             np.testing.assert_allclose(stats[stage]["shortcut_norm"][i], _rms(x_in), rtol=1e-4)
-            y_prev = y
+            x_in = y
     pre = _by_hand(aux["pre_pool"])
     np.testing.assert_allclose(stats["pre_pool"]["zero_frac"], pre["zero_frac"], rtol=1e-6)
     np.testing.assert_allclose(stats["pre_pool"]["dead_frac"], pre["dead_frac"], rtol=1e-6)

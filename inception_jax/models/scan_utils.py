@@ -12,7 +12,7 @@ _BLOCK = re.compile(r"^block_(\d+)$")
 
 
 def stack_blocks(tree: Any) -> Any:
-    """``{block_0: t0, ..., block_{n-1}: t_{n-1}}`` -> ``{blocks: stack(t0..t_{n-1})}``, recursively.
+    """``{block_0: t0, ..., block_{n-1}: tn}`` -> ``{blocks: stack(t0, ..., tn)}``, recursively.
 
     Turns the variables of a ``scan_blocks=False`` model into those of a ``scan_blocks=True`` one.
     """
