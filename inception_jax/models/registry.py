@@ -184,11 +184,12 @@ def create_model(name: str, **overrides: Any) -> Inception:
 
     Args:
       name: one of :func:`list_models`.
-      **overrides: ``num_classes``; ``width`` (multiplier on every filter count); ``blocks``
-        (repeats per A/B/C stage: one int or three); ``residual_scale`` (one float or three,
-        1.0 = off; multiplies ``U``'s output before the addition, Fig. 20); ``residual``
-        (False removes the shortcuts); ``dropout_rate``; ``dtype`` / ``param_dtype``;
-        ``scan_blocks``; ``remat``; ``bn_momentum``; ``use_scale`` (BN gamma); ``pool_include_pad``; ``aux_logits`` (v3).
+      **overrides: the study knobs: ``num_classes``; ``width`` (multiplier on every filter
+        count); ``blocks`` (repeats per A/B/C stage: one int or three); ``residual_scale`` (one
+        float or three, 1.0 = off; multiplies ``U``'s output before the addition, Fig. 20);
+        ``residual`` (False removes the shortcuts); ``dropout_rate``; ``dtype``;
+        ``param_dtype``; ``scan_blocks``; ``remat``; ``bn_momentum``; ``use_scale`` (BN gamma);
+        ``pool_include_pad``; ``aux_logits`` (v3 only).
         ``None`` values mean "the default".
 
     Raises:
