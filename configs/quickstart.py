@@ -19,12 +19,14 @@ def get_config():
     config.model.blocks = (1, 1, 1)
     config.model.residual_scale = 0.2
     config.model.dropout_rate = 0.0
+    # The paper's 0.9997 needs ~10k steps to settle; a 500-step run evaluates with 0.99.
+    config.model.bn_momentum = 0.99
     config.data.image_size = 96
     config.train.batch_size = 64
     config.train.num_epochs = 3.0
     config.train.log_every_steps = 20
     config.train.checkpoint_every_steps = 200
-    # Short run: Adam-like fast start is not the paper's; keep RMSProp but a larger rate.
+    # The paper's RMSProp (epsilon 1.0), with a cosine decay to fit the short run.
     config.optimizer.learning_rate = 0.045
     config.optimizer.lr_base_batch_size = 64
     config.optimizer.warmup_epochs = 0.2

@@ -82,6 +82,7 @@ class Checkpointer:
         os.makedirs(self.data_directory, exist_ok=True)
         self.manager = ocp.CheckpointManager(
             self.directory,
+            item_handlers={"state": ocp.StandardCheckpointHandler()},
             options=ocp.CheckpointManagerOptions(
                 max_to_keep=keep,
                 enable_async_checkpointing=async_save,
