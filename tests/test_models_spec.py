@@ -8,6 +8,7 @@ import pytest
 
 from inception_jax.models import create_model, list_models
 from inception_jax.models.ops import stage_shapes
+from inception_jax.models.summary import network_macs
 
 # architecture.md §9: (params with BN gamma, params without gamma), 1000 classes.
 PARAMS = {
@@ -196,3 +197,19 @@ def test_width_knob_crosses_1000_filters():
     """width=1.0 IR-v2 has 2144-wide blocks; width 0.25 stays far below 1000."""
     _, _, (_, aux) = _abstract("inception_resnet_v2_paper", size=75, width=0.25)
     assert aux["pre_pool"].shape[-1] == 536
+
+
+# GMACs @299 (§9; [M] = torch flop counter, [A] analytic): conv + classifier only.
+GMACS = {
+    "inception_v3": 5.713,
+    "inception_v4": 12.254,
+    "inception_resnet_v1_paper": 6.206,
+    "inception_resnet_v2_paper": 9.258,
+    "inception_resnet_v2_release": 13.156,
+}
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_multiply_accumulates_match_spec(name):
+    macs = network_macs(create_model(name).stages)
+    assert round(macs / 1e9, 3) == GMACS[_shapes_key(name)]
