@@ -1,6 +1,7 @@
 """Tests of the grain input pipeline: determinism, resume, process sharding, eval masks."""
 
 import json
+import sys
 
 import numpy as np
 import pytest
@@ -147,6 +148,7 @@ def test_mock_imagenet_through_train_iterator(tmp_path):
         assert pipeline.dataset_info(cfg).num_classes == 1000
         ev = list(pipeline.create_eval_iterator(cfg, 8))
         assert sum(int(b["mask"].sum()) for b in ev) == 12
+    assert "tensorflow" not in sys.modules  # the whole pipeline runs without TF
 
 
 def test_imagenet_without_manual_files_explains_manual_download(tmp_path):

@@ -90,7 +90,10 @@ def _background(rng: np.random.Generator, size: int) -> np.ndarray:
     yy, xx = _grid(size)
     theta = rng.uniform(0, 2 * np.pi)
     proj = np.float32(np.cos(theta)) * xx + np.float32(np.sin(theta)) * yy
-    c0, c1 = rng.uniform(0, 255, size=(2, 3)).astype(np.float32)
+    # The two background colours differ by less than the shape differs from the background
+    # (see `_shape_colour`): texture is a nuisance, not a competing edge signal.
+    c0 = rng.uniform(0, 255, size=3).astype(np.float32)
+    c1 = np.clip(c0 + rng.uniform(-70, 70, size=3), 0, 255).astype(np.float32)
     if rng.random() < 0.5:  # linear gradient between two random colours
         proj = (proj - proj.min()) / max(float(np.ptp(proj)), 1e-6)
         img = c0 + (c1 - c0) * proj
