@@ -186,9 +186,7 @@ def test_sigterm_sigkill_corrupt_resume_equals_uninterrupted(tmp_path, data_dir)
     assert rc == 0, err[-3000:]
     assert resumed_from(out) == 0
     resumed, reference = comparable(workdir), comparable(full_dir)
-    assert [r["step"] for r in reference if r["split"] == "train"] == list(
-        range(1, NUM_STEPS + 1)
-    )
+    assert [r["step"] for r in reference if r["split"] == "train"] == list(range(1, NUM_STEPS + 1))
     assert resumed == reference  # Bit-exact: every float of every step, eval included.
     with open(os.path.join(workdir, "summary.json")) as f:
         summary = json.load(f)
