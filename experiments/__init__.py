@@ -1,0 +1,1 @@
+"""Sweeps (plain Python definitions), their runner and the committed small-scale results."""

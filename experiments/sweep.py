@@ -1,0 +1,310 @@
+"""Runs a sweep: each run in its own workdir, finished runs skipped, unfinished ones resumed.
+
+    python -m experiments.sweep --sweep=residual_scale --root=/tmp/sweeps/residual_scale \\
+        [--scale=small|tiny|imagenet] [--parallel=auto|N] \\
+        [--results=experiments/results/residual_scale]
+    python -m experiments.sweep --sweep=residual_scale --root=/shared/rs --scale=imagenet \\
+        --emit_slurm=rs.sbatch      # then: sbatch rs.sbatch; afterwards rerun with --aggregate_only
+
+`--parallel=auto` runs one run per GPU (a subprocess each, `CUDA_VISIBLE_DEVICES=<i>`) where there
+are several GPUs, else sequentially in this process (sharing its JAX compilation cache). A run is
+finished when its `summary.json` has a final status (completed, stopped, nonfinite); anything else
+is (re)started with the main CLI's command, which resumes from the workdir's checkpoint.
+Aggregation (`experiments.report`) writes the CSV, Markdown table, PNG plots and a light copy of
+each run's records (config, summary, gzipped metrics) under `--results`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import dataclasses
+import json
+import os
+import queue
+import shlex
+import shutil
+import subprocess
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from experiments import sweeps
+
+FINAL_STATUSES = ("completed", "stopped", "nonfinite")
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+    """One run of a sweep: its name, overrides and workdir."""
+
+    name: str
+    overrides: dict[str, Any]
+    workdir: str
+
+    @property
+    def model(self) -> str:
+        return self.overrides.get("model.name", "inception_resnet_v2_paper")
+
+    @property
+    def flag_overrides(self) -> dict[str, Any]:
+        return {k: v for k, v in self.overrides.items() if k != "model.name"}
+
+
+def expand(sweep: str, root: str, scale: str = "small") -> list[Run]:
+    """The runs of `sweep` at `scale`, with workdirs under `root`."""
+    if sweep not in sweeps.SWEEPS:
+        raise ValueError(f"unknown sweep {sweep!r}; choose one of {sorted(sweeps.SWEEPS)}")
+    runs = []
+    for overrides in sweeps.SWEEPS[sweep](scale):
+        name = sweeps.run_name(overrides)
+        runs.append(Run(name, dict(overrides), os.path.join(root, name)))
+    names = [r.name for r in runs]
+    if len(set(names)) != len(names):
+        raise ValueError(f"sweep {sweep!r} yields duplicate run names: {names}")
+    return runs
+
+
+def build_config(run: Run, scale: str) -> Any:
+    """The run's config: `experiments/base_config.py:<scale>,<model>` plus its overrides."""
+    from experiments import base_config
+
+    config = base_config.get_config(f"{scale},{run.model}")
+    for key, value in run.flag_overrides.items():
+        *parents, leaf = key.split(".")
+        node = config
+        for p in parents:
+            node = node[p]
+        if leaf not in node:
+            raise ValueError(f"run {run.name}: override {key!r} is not a config field")
+        node[leaf] = value
+    return config
+
+
+def is_finished(workdir: str) -> bool:
+    """Whether `workdir` holds a run that ended (summary.json with a final status)."""
+    try:
+        with open(os.path.join(workdir, "summary.json")) as f:
+            return json.load(f).get("status") in FINAL_STATUSES
+    except (OSError, json.JSONDecodeError):
+        return False
+
+
+def _flag_value(value: Any) -> str:
+    return str(value)
+
+
+def command(run: Run, scale: str, python: str = sys.executable, extra=()) -> list[str]:
+    """The main-CLI command line of `run` (what subprocesses and SLURM tasks execute)."""
+    cmd = [
+        python,
+        "-m",
+        "inception_jax.main",
+        f"--config={os.path.join(REPO, 'experiments', 'base_config.py')}:{scale},{run.model}",
+        f"--workdir={run.workdir}",
+    ]
+    cmd += [f"--config.{k}={_flag_value(v)}" for k, v in run.flag_overrides.items()]
+    return cmd + list(extra)
+
+
+def _write_overrides(run: Run) -> None:
+    os.makedirs(run.workdir, exist_ok=True)
+    with open(os.path.join(run.workdir, "overrides.json"), "w") as f:
+        json.dump({"name": run.name, "overrides": run.overrides}, f, indent=2)
+
+
+def run_in_process(run: Run, scale: str) -> dict[str, Any]:
+    """Trains `run` in this process (resuming its workdir); returns its summary."""
+    from inception_jax.train import loop
+
+    _write_overrides(run)
+    try:
+        return loop.train_and_evaluate(build_config(run, scale), run.workdir)
+    except loop.NonFiniteError:  # Recorded in summary.json (status 'nonfinite', death fields).
+        with open(os.path.join(run.workdir, "summary.json")) as f:
+            return json.load(f)
+
+
+def _gpu_count() -> int:
+    if not shutil.which("nvidia-smi"):
+        return 0
+    try:
+        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return 0
+    return sum(line.startswith("GPU ") for line in out.stdout.splitlines())
+
+
+def _run_subprocesses(todo: list[Run], scale: str, workers: int, gpus: int) -> None:
+    slots: queue.Queue = queue.Queue()
+    for i in range(workers):
+        slots.put(i)
+
+    def launch(run: Run) -> int:
+        slot = slots.get()
+        try:
+            env = dict(os.environ)
+            if gpus:
+                env["CUDA_VISIBLE_DEVICES"] = str(slot)
+            _write_overrides(run)
+            with open(os.path.join(run.workdir, "stdout.log"), "a") as log:
+                print(f"[sweep] start {run.name} (slot {slot})", flush=True)
+                rc = subprocess.call(
+                    command(run, scale), env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT
+                )
+            print(f"[sweep] end {run.name}: exit {rc}", flush=True)
+            return rc
+        finally:
+            slots.put(slot)
+
+    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+        list(pool.map(launch, todo))
+
+
+def _enable_compilation_cache(root: str) -> None:
+    # Runs differing only in seed compile to the same programs: reuse them across runs.
+    import jax
+
+    if not jax.config.jax_compilation_cache_dir:
+        jax.config.update("jax_compilation_cache_dir", os.path.join(root, ".jax_cache"))
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+
+
+def run_sweep(sweep: str, root: str, scale: str = "small", parallel: str = "auto") -> list[Run]:
+    """Runs every unfinished run of `sweep`; returns all its runs.
+
+    Args:
+        sweep: a name of `experiments.sweeps.SWEEPS`.
+        root: the folder of the run workdirs.
+        scale: base config scale (`small`, `tiny`, `imagenet`).
+        parallel: `auto` (one subprocess per GPU if several, else sequential in-process),
+            `1`/`sequential`, or N concurrent subprocesses.
+    """
+    runs = expand(sweep, root, scale)
+    todo = [r for r in runs if not is_finished(r.workdir)]
+    for r in runs:
+        if r not in todo:
+            print(f"[sweep] skip {r.name} (finished)", flush=True)
+    gpus = _gpu_count()
+    if parallel == "auto":
+        workers = gpus if gpus > 1 else 1
+    elif parallel == "sequential":
+        workers = 1
+    else:
+        workers = max(1, int(parallel))
+    if workers > 1:
+        _run_subprocesses(todo, scale, workers, gpus if gpus > 1 else 0)
+    else:
+        _enable_compilation_cache(root)
+        for r in todo:
+            print(f"[sweep] run {r.name}", flush=True)
+            run_in_process(r, scale)
+    return runs
+
+
+SLURM_TEMPLATE = """#!/bin/bash
+# Sweep '{sweep}' ({n} runs) at scale '{scale}' as a SLURM job array; one array task per run.
+# Each task may span several hosts: every process runs the same command and joins the run through
+# jax.distributed (coordinator and process ids from SLURM's environment, `--distributed`).
+# Finished runs exit at once (their summary.json is final); unfinished ones resume.
+# Afterwards: {aggregate}
+#SBATCH --job-name={sweep}
+#SBATCH --array=0-{last}
+#SBATCH --nodes={nodes}
+#SBATCH --ntasks-per-node=1
+#SBATCH --gpus-per-node={gpus_per_node}
+#SBATCH --time={time}
+#SBATCH --output={root}/slurm-%A_%a.out
+#SBATCH --signal=TERM@120
+set -euo pipefail
+cd {repo}
+RUNS=(
+{runs}
+)
+WORKDIRS=(
+{workdirs}
+)
+SUMMARY="${{WORKDIRS[$SLURM_ARRAY_TASK_ID]}}/summary.json"
+if [ -f "$SUMMARY" ] && grep -qE '"status": "(completed|stopped|nonfinite)"' "$SUMMARY"; then
+  echo "finished: $SUMMARY"; exit 0
+fi
+srun --kill-on-bad-exit=1 bash -c "${{RUNS[$SLURM_ARRAY_TASK_ID]}} --distributed"
+"""
+
+
+def emit_slurm(
+    sweep: str,
+    root: str,
+    scale: str,
+    path: str,
+    nodes: int = 1,
+    gpus_per_node: int = 8,
+    time: str = "72:00:00",
+    python: str = "python",
+) -> str:
+    """Writes a SLURM job-array script running every run of `sweep`; returns its path."""
+    runs = expand(sweep, root, scale)
+    for r in runs:
+        _write_overrides(r)
+    aggregate = (
+        f"python -m experiments.sweep --sweep={sweep} --root={root} --scale={scale} "
+        "--aggregate_only"
+    )
+    text = SLURM_TEMPLATE.format(
+        sweep=sweep,
+        n=len(runs),
+        scale=scale,
+        aggregate=aggregate,
+        last=len(runs) - 1,
+        nodes=nodes,
+        gpus_per_node=gpus_per_node,
+        time=time,
+        root=os.path.abspath(root),
+        repo=REPO,
+        runs="\n".join(f"  {shlex.quote(shlex.join(command(r, scale, python)))}" for r in runs),
+        workdirs="\n".join(f"  {shlex.quote(r.workdir)}" for r in runs),
+    )
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w") as f:
+        f.write(text)
+    return path
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Command-line entry point (see the module docstring)."""
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--sweep", required=True, choices=sorted(sweeps.SWEEPS))
+    p.add_argument("--root", required=True, help="folder of the run workdirs")
+    p.add_argument("--scale", default="small", choices=("small", "tiny", "imagenet"))
+    p.add_argument("--parallel", default="auto", help="auto | sequential | N subprocesses")
+    p.add_argument("--results", default=None, help="aggregated outputs (default: --root)")
+    p.add_argument("--emit_slurm", default=None, help="write a SLURM array script, run nothing")
+    p.add_argument("--slurm_nodes", type=int, default=1, help="hosts per run (jax.distributed)")
+    p.add_argument("--slurm_gpus_per_node", type=int, default=8)
+    p.add_argument("--aggregate_only", action="store_true", help="only aggregate the workdirs")
+    p.add_argument("--no_aggregate", action="store_true")
+    args = p.parse_args(argv)
+    os.makedirs(args.root, exist_ok=True)
+    if args.emit_slurm:
+        path = emit_slurm(
+            args.sweep,
+            args.root,
+            args.scale,
+            args.emit_slurm,
+            args.slurm_nodes,
+            args.slurm_gpus_per_node,
+        )
+        print(f"[sweep] wrote {path}: sbatch {path}")
+        return
+    if not args.aggregate_only:
+        run_sweep(args.sweep, args.root, args.scale, args.parallel)
+    if not args.no_aggregate:
+        from experiments import report
+
+        out = report.aggregate(args.sweep, args.root, args.results or args.root, args.scale)
+        print(f"[sweep] aggregated into {out}")
+
+
+if __name__ == "__main__":
+    main()
