@@ -70,6 +70,8 @@ def train_and_evaluate(
     Returns:
         The summary written to `summary.json`: `status` ('completed', 'preempted' or 'stopped'),
         `step`, eval `top1`/`top5`/`loss`/`num_examples`, `train_time_s`, `images_per_sec`.
+        With `config.death`: `died`, `death_step`, `death_onset_step`, `death_cause`
+        (`inception_jax.analysis.death`; `death.stop_on_death` stops the run at death).
 
     Raises:
         ValueError: an invalid config field (named).
@@ -107,6 +109,15 @@ def train_and_evaluate(
         f"({exp.steps_per_epoch} steps/epoch, {len(mesh.devices.flat)} devices) in {workdir}"
     )
 
+    death = None
+    if config.get("death") is not None:
+        from inception_jax.analysis.death import DeathDetector
+
+        # Replaying metrics.jsonl restores the streak of a resumed run (single-process only, so
+        # every process of a multi-host run takes the same stop decision).
+        replay = workdir if jax.process_count() == 1 else None
+        death = DeathDetector.from_config(config.death, replay)
+        step_hooks = (*step_hooks, death)
     run = _Run(config, exp, state, start, train_iter, writer, step_hooks)
     summary: dict[str, Any] = {}
     try:
@@ -141,6 +152,9 @@ def train_and_evaluate(
             model=config.model.name,
             dataset=config.data.name,
         )
+        if death is not None:
+            bad = int(run.state.nonfinite_step)
+            summary.update(death.summary(bad, NONFINITE_NAMES[int(run.state.nonfinite_what)]))
         metrics_lib.write_json(f"{workdir}/summary.json", summary)
     if "top1" in summary:
         writer.log(
