@@ -1,0 +1,112 @@
+"""The step benchmark (`python -m inception_jax.benchmark`) on a tiny variant, so it cannot rot."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from inception_jax import benchmark
+from inception_jax.bench import common, jax_bench, report
+
+TINY = [
+    "--models=inception_resnet_v2_paper",
+    "--width=0.125",
+    "--blocks=1",
+    "--image_size=75",
+    "--batch=8",
+    "--dtype=float32",  # bf16 compiles several times slower on the CPU backend
+    "--repeats=3",
+    "--steps=2",
+    "--warmup=1",
+    "--num_devices=1",
+]
+
+
+@pytest.fixture(scope="module")
+def tiny_result(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    argv = ["benchmark", *TINY, f"--json={out / 'b.json'}", f"--markdown={out / 'b.md'}"]
+    benchmark.main(argv)
+    with open(out / "b.json") as f:
+        return json.load(f), (out / "b.md").read_text()
+
+
+def test_tiny_benchmark_fields_positive(tiny_result):
+    result, md = tiny_result
+    assert result["meta"]["device_kind"] and result["meta"]["num_devices"] == 1
+    (row,) = result["rows"]
+    assert row["impl"] == "jax" and row["model"] == "inception_resnet_v2_paper"
+    assert row["params"] > 0 and row["fwd_gflop_per_image"] > 0 and row["train_gflop_per_image"] > 0
+    for phase in ("train", "eval"):
+        r = row[phase]
+        for key in ("items_per_s", "step_s", "compile_s", "lower_s", "flops", "tflops_per_s"):
+            assert r[key] > 0, (phase, key, r[key])
+        assert r["memory"]["planned_peak_gib"] > 0
+        assert r["items_per_s_min"] <= r["items_per_s"] <= r["items_per_s_max"]
+    # The train step does forward + backward + update: more work than the forward alone.
+    assert row["train"]["flops"] > 2 * row["eval"]["flops"]
+    assert row["train"]["last_loss"] > 0
+    assert "| inception_resnet_v2_paper | jax |" in md
+
+
+def test_optimizer_defaults_match_base_config():
+    config_base = pytest.importorskip("inception_jax.train.config_base")
+    base = config_base.get_base_config().optimizer.to_dict()
+    assert {k: base[k] for k in jax_bench.OPTIMIZER_DEFAULTS} == jax_bench.OPTIMIZER_DEFAULTS
+
+
+def test_gpu_path_imports_without_ml_collections_tfds_grain():
+    code = (
+        "import sys\n"
+        "for m in ('ml_collections', 'tensorflow', 'tensorflow_datasets', 'grain', 'clu'):\n"
+        "    sys.modules[m] = None\n"
+        "import inception_jax.benchmark, inception_jax.bench.jax_bench\n"
+        "import inception_jax.bench.report\n"
+        "import inception_jax.bench.torch_bench\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=600)
+
+
+def test_find_max_batch_doubles_then_bisects(monkeypatch):
+    limit = 700
+    calls = []
+
+    def fake_fits(bench, state, b):
+        calls.append(b)
+        return b <= limit, state
+
+    monkeypatch.setattr(jax_bench, "_fits", fake_fits)
+    opts = common.BenchOptions(batch=64, max_batch_granularity=16)
+    out = jax_bench.find_max_batch(None, None, opts)
+    assert calls[:4] == [128, 256, 512, 1024]
+    assert out["max_batch"] == 688 and out["first_failing"] == 704
+    assert out["max_batch"] <= limit < out["first_failing"]
+
+
+def test_peak_table_and_oom():
+    assert common.peak_tflops("NVIDIA H100 80GB HBM3") == 989.0
+    assert common.peak_tflops("NVIDIA H100 PCIe") == 756.0
+    assert common.peak_tflops("NVIDIA H200") == 989.0
+    assert common.peak_tflops("cpu") is None and common.peak_tflops("cpu", 2.0) == 2.0
+    assert common.is_oom(RuntimeError("RESOURCE_EXHAUSTED: Out of memory while trying"))
+    assert not common.is_oom(ValueError("shapes differ"))
+
+
+def test_timm_rows_side_by_side(tmp_path):
+    pytest.importorskip("torch")
+    pytest.importorskip("timm")
+    argv = ["benchmark", "--models=inception_v3_release", "--batch=2", "--image_size=75",
+            "--nojax", "--timm", "--timm_compile=", "--repeats=1", "--steps=1", "--warmup=0",
+            f"--json={tmp_path / 't.json'}"]  # fmt: skip
+    result = benchmark.main(argv)
+    (row,) = result["rows"]
+    assert row["impl"] == "timm eager" and row["timm_model"] == "inception_v3"
+    assert row["train"]["items_per_s"] > 0 and row["eval"]["items_per_s"] > 0
+    assert row["fwd_gflop_per_image"] > 0
+    jax_row = {"impl": "jax", "model": "inception_v3_release", "scan_blocks": True,
+               "train": {"items_per_s": 2 * row["train"]["items_per_s"]}}  # fmt: skip
+    md = report.markdown({"meta": result["meta"], "rows": [row, jax_row]})
+    assert "2.00x" in md
