@@ -197,9 +197,16 @@ def run_sweep(sweep: str, root: str, scale: str = "small", parallel: str = "auto
         _run_subprocesses(todo, scale, workers, gpus if gpus > 1 else 0)
     else:
         _enable_compilation_cache(root)
+        failed = []
         for r in todo:
             print(f"[sweep] run {r.name}", flush=True)
-            run_in_process(r, scale)
+            try:
+                run_in_process(r, scale)
+            except Exception as e:  # noqa: BLE001 - one broken run must not stop the sweep.
+                print(f"[sweep] FAILED {r.name}: {type(e).__name__}: {e}", flush=True)
+                failed.append(r.name)
+        if failed:
+            print(f"[sweep] {len(failed)} run(s) failed: {', '.join(failed)}", flush=True)
     return runs
 
 

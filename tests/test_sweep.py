@@ -113,3 +113,21 @@ def test_runner_skips_finished_and_resumes_interrupted(
     calls.clear()
     sweep.run_sweep("tiny_test", str(root), "tiny", parallel="sequential")
     assert calls == []
+
+
+@pytest.mark.parametrize("sweep_name", ["residual_scale", "residual_vs_plain"])
+def test_command_line_gives_the_in_process_config(sweep_name, tmp_path):
+    """What a subprocess or SLURM task parses equals what the in-process runner builds."""
+    from absl import flags
+    from ml_collections import config_flags
+
+    for run in sweep.expand(sweep_name, str(tmp_path), "small"):
+        cmd = sweep.command(run, "small")
+        argv = [cmd[0], *cmd[3:]]
+        fv = flags.FlagValues()
+        config_flags.DEFINE_config_file(
+            "config", None, "", flag_values=fv, lock_config=True, sys_argv=argv
+        )
+        flags.DEFINE_string("workdir", None, "", flag_values=fv)
+        fv(argv)
+        assert fv.config.to_dict() == sweep.build_config(run, "small").to_dict(), run.name
