@@ -47,7 +47,9 @@ def main() -> None:
                    load_after=load_average(), cpus=os.cpu_count())  # fmt: skip
         print(json.dumps(round_floats({k: row[k] for k in ("config", "wall_s", "load_before",
               "load_after")} | {"lower_s": row["train"]["lower_s"],
-              "compile_s": row["train"]["compile_s"]})), flush=True)  # fmt: skip
+              "compile_s": row["train"]["compile_s"],
+              "lower_cpu_s": row["train"]["lower_cpu_s"],
+              "compile_cpu_s": row["train"]["compile_cpu_s"]})), flush=True)  # fmt: skip
         rows.append(round_floats(row))
         with open(args.out, "w") as f:
             json.dump(rows, f, indent=1)

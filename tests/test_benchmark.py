@@ -95,6 +95,7 @@ def test_peak_table_and_oom():
     assert not common.is_oom(ValueError("shapes differ"))
 
 
+@pytest.mark.slow
 def test_timm_rows_side_by_side(tmp_path):
     pytest.importorskip("torch")
     pytest.importorskip("timm")

@@ -184,14 +184,17 @@ class JaxModelBench:
 
 
 def _compile(step: Any, *args: Any) -> tuple[Any, dict[str, Any]]:
-    t0 = time.perf_counter()
+    # CPU seconds of this process too: on a loaded host they vary far less than wall time.
+    c0, t0 = time.process_time(), time.perf_counter()
     lowered = step.lower(*args)
-    t1 = time.perf_counter()
+    c1, t1 = time.process_time(), time.perf_counter()
     compiled = lowered.compile()
-    t2 = time.perf_counter()
+    c2, t2 = time.process_time(), time.perf_counter()
     info = {
         "lower_s": t1 - t0,
         "compile_s": t2 - t1,
+        "lower_cpu_s": c1 - c0,
+        "compile_cpu_s": c2 - c1,
         "flops": cost_flops(lowered),
         "flops_compiled": cost_flops(compiled),
         "memory": memory_plan(compiled),
@@ -363,6 +366,7 @@ def find_max_batch(bench: JaxModelBench, state: Any, opts: BenchOptions) -> dict
     while b <= opts.max_batch_limit:
         ok, state = _fits(bench, state, b)
         tried.append((b, ok))
+        print(f"find_max_batch: batch {b} {'fits' if ok else 'does not fit'}", flush=True)
         if not ok:
             hi = b
             break
@@ -374,6 +378,7 @@ def find_max_batch(bench: JaxModelBench, state: Any, opts: BenchOptions) -> dict
                 break
             ok, state = _fits(bench, state, mid)
             tried.append((mid, ok))
+            print(f"find_max_batch: batch {mid} {'fits' if ok else 'does not fit'}", flush=True)
             lo, hi = (mid, hi) if ok else (lo, mid)
     return {
         "max_batch": lo,

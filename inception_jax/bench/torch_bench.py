@@ -130,7 +130,7 @@ def bench_timm(name: str, opts: BenchOptions, compiled: bool) -> dict[str, Any]:
             rate["compile_s"] = max(0.0, first - rate["step_s"]) if compiled else None
             row[phase] = rate
             if phase == "train":
-                row[phase]["last_loss"] = float(holder["out"])
+                row[phase]["last_loss"] = float(holder["out"].detach())
         if device.type == "cuda":
             row["device_peak_gib"] = torch.cuda.max_memory_allocated(device) / 1024.0**3
         peak = peak_tflops(row["device_kind"], opts.peak_tflops)
