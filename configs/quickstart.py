@@ -22,13 +22,18 @@ def get_config():
     # The paper's 0.9997 needs ~10k steps to settle; a 500-step run evaluates with 0.99.
     config.model.bn_momentum = 0.99
     config.data.image_size = 96
+    # Inception's 8%-area crops often cut the shape out of a shapes10 image (a wrong label).
+    config.data.area_range = (0.5, 1.0)
     config.train.batch_size = 64
     config.train.num_epochs = 3.0
     config.train.log_every_steps = 20
     config.train.checkpoint_every_steps = 200
-    # The paper's RMSProp (epsilon 1.0), with a cosine decay to fit the short run.
-    config.optimizer.learning_rate = 0.045
+    # The paper's RMSProp (epsilon 1.0) barely moves in 470 steps (top-1 ~16% at step 180 in
+    # our trial); AdamW gets there within the time budget. The ImageNet configs keep the paper's.
+    config.optimizer.name = "adamw"
+    config.optimizer.learning_rate = 2e-3
     config.optimizer.lr_base_batch_size = 64
+    config.optimizer.weight_decay = 1e-2
     config.optimizer.warmup_epochs = 0.2
     config.optimizer.schedule = "cosine"
     config.optimizer.label_smoothing = 0.1

@@ -7,7 +7,8 @@
 Config fields are overridden as `--config.model.residual_scale=0.2`. Multi-host: pass
 `--coordinator_address=host:port --num_processes=N --process_id=i` (or run where
 `jax.distributed.initialize()` detects the cluster and pass `--distributed`).
-Exit codes: 0 done (or preempted and checkpointed), 1 non-finite training, 2 bad input.
+Exit codes: 0 done (or preempted and checkpointed), 1 non-finite training, 2 bad input,
+3 another process of a multi-process run failed (see `inception_jax/train/distributed.py`).
 """
 
 from __future__ import annotations
@@ -28,6 +29,14 @@ flags.DEFINE_bool("distributed", False, "Call jax.distributed.initialize() (auto
 flags.DEFINE_string("coordinator_address", None, "Multi-host: coordinator host:port.")
 flags.DEFINE_integer("num_processes", None, "Multi-host: number of processes.")
 flags.DEFINE_integer("process_id", None, "Multi-host: this process's index.")
+flags.DEFINE_integer(
+    "heartbeat_timeout", 100, "Multi-host: seconds of silence after which a process is dead."
+)
+flags.DEFINE_integer(
+    "stall_timeout",
+    900,
+    "Multi-host: exit if no step finishes for this many seconds (a peer died mid-collective).",
+)
 
 
 def _fail(message: str, code: int = 2) -> None:
@@ -51,11 +60,15 @@ def main(argv: list[str]) -> None:
     del argv
     import jax
 
+    from inception_jax.train import distributed
+
     if FLAGS.coordinator_address or FLAGS.distributed:
-        jax.distributed.initialize(
-            coordinator_address=FLAGS.coordinator_address,
-            num_processes=FLAGS.num_processes,
-            process_id=FLAGS.process_id,
+        distributed.initialize(
+            FLAGS.coordinator_address,
+            FLAGS.num_processes,
+            FLAGS.process_id,
+            heartbeat_timeout_s=FLAGS.heartbeat_timeout,
+            stall_timeout_s=FLAGS.stall_timeout,
         )
     if FLAGS.config is None:
         _fail("--config is required, e.g. --config=configs/quickstart.py")
@@ -76,6 +89,10 @@ def main(argv: list[str]) -> None:
         _fail(str(e), code=1)
     except (ValueError, FileNotFoundError, PermissionError) as e:
         _fail(str(e))
+    except jax.errors.JaxRuntimeError as e:
+        if jax.process_count() == 1:
+            raise
+        distributed.exit_peer_failed(e)
     if summary.get("status") == "preempted":
         print(f"Preempted at step {summary['step']}; checkpoint saved.", flush=True)
 
@@ -87,7 +104,8 @@ def run() -> None:
     except AttributeError as e:  # An unknown `--config.x.y` field, raised while parsing flags.
         if "config" not in " ".join(sys.argv):
             raise
-        _fail(f"unknown config field: {str(e).strip(chr(39))}")
+        detail = str(e).encode().decode("unicode_escape").replace("\n", " ").replace("'", "")
+        _fail(f"unknown config field {detail}")
 
 
 if __name__ == "__main__":

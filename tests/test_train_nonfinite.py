@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 
 import pytest
 
@@ -33,8 +34,11 @@ def test_stop_names_step_and_keeps_good_checkpoint(tmp_path, synthetic_data):
     ckpt = checkpoint_lib.Checkpointer(str(tmp_path), keep=3)
     latest = ckpt.latest_step()
     assert latest is None or latest < 4  # Nothing non-finite was recorded as the latest.
-    summary = metrics.read_metrics(str(tmp_path))
-    assert summary and any(r.get("nonfinite") for r in summary)
+    rows = metrics.read_metrics(str(tmp_path))
+    assert rows and rows[-1]["nonfinite"] == 1
+    with open(tmp_path / "summary.json") as f:
+        summary = json.load(f)
+    assert summary["status"] == "nonfinite" and "at step" in summary["error"]
 
 
 def test_skip_counts_and_continues(tmp_path, synthetic_data):

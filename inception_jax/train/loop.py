@@ -21,7 +21,7 @@ import numpy as np
 from absl import logging
 
 from inception_jax.train import checkpoint as checkpoint_lib
-from inception_jax.train import config_check, setup, sharding
+from inception_jax.train import config_check, distributed, setup, sharding
 from inception_jax.train import metrics as metrics_lib
 from inception_jax.train import step as step_lib
 from inception_jax.train.evaluate import evaluate
@@ -103,6 +103,9 @@ def train_and_evaluate(
             exp.model, exp.tx, exp.schedule, config, mesh, stats=True
         )
     eval_step = step_lib.make_eval_step(exp.model, config, mesh)
+    guard = distributed.StepGuard.for_run()  # Several processes: aligned compiles, watchdog.
+    if guard is not None:
+        train_step, stats_step, eval_step = guard.wrap(train_step, stats_step, eval_step)
     writer = metrics_lib.MetricWriter(workdir, start, exp.total_steps, t.progress_bar)
     writer.log(
         f"{'Resuming from' if start else 'Starting at'} step {start} of {exp.total_steps} "
@@ -142,6 +145,8 @@ def train_and_evaluate(
         summary = {"status": "nonfinite", "step": run.step, "error": str(e)}
         raise
     finally:
+        if guard is not None:
+            guard.stop()
         writer.close()
         ckpt.close()
         summary.update(
@@ -193,8 +198,6 @@ class _Run:
             interval_images += t.batch_size
             log_now = step % t.log_every_steps == 0 or step == self.exp.total_steps or with_stats
             ckpt_now = bool(t.checkpoint_every_steps) and step % t.checkpoint_every_steps == 0
-            if log_now or ckpt_now:
-                self._check_nonfinite()
             if log_now:
                 m = jax.device_get(m)
                 now = time.perf_counter()
@@ -205,6 +208,8 @@ class _Run:
                 flat = metrics_lib.flatten_metrics(m)
                 for hook in self.step_hooks:
                     self.reason = self.reason or hook(step, flat)
+            if log_now or ckpt_now:  # After logging, so metrics.jsonl shows the bad step.
+                self._check_nonfinite()
             self.train_time += time.perf_counter() - tic
             if ckpt_now:
                 ckpt.save(step, self.state, self.train_iter.get_state())

@@ -53,8 +53,20 @@ def _l2(tree: Any) -> jax.Array:
 
 
 def _block_grad_norms(grads: dict[str, Any]) -> dict[str, jax.Array]:
-    # One norm per top-level module (stem, each stage, each reduction, logits).
-    return {name: _l2(sub) for name, sub in grads.items()}
+    """One norm per top-level module; a `[n_blocks]` array for stages of repeated blocks."""
+    out = {}
+    for name, sub in grads.items():
+        if isinstance(sub, dict) and "blocks" in sub:  # Scanned: leading axis = block.
+            squares = [
+                jnp.sum(jnp.square(x.astype(jnp.float32)), axis=tuple(range(1, x.ndim)))
+                for x in jax.tree.leaves(sub["blocks"])
+            ]
+            out[name] = jnp.sqrt(sum(squares))
+        elif isinstance(sub, dict) and "block_0" in sub:  # Unrolled: block_0, block_1, ...
+            out[name] = jnp.stack([_l2(sub[f"block_{i}"]) for i in range(len(sub))])
+        else:
+            out[name] = _l2(sub)
+    return out
 
 
 def make_train_step(
