@@ -201,10 +201,14 @@ def run_sweep(sweep: str, root: str, scale: str = "small", parallel: str = "auto
         for r in todo:
             print(f"[sweep] run {r.name}", flush=True)
             try:
-                run_in_process(r, scale)
+                summary = run_in_process(r, scale)
             except Exception as e:  # noqa: BLE001 - one broken run must not stop the sweep.
                 print(f"[sweep] FAILED {r.name}: {type(e).__name__}: {e}", flush=True)
                 failed.append(r.name)
+                continue
+            if summary.get("status") == "preempted":  # SIGTERM: checkpointed; stop the sweep.
+                print(f"[sweep] preempted during {r.name}; rerun to resume", flush=True)
+                break
         if failed:
             print(f"[sweep] {len(failed)} run(s) failed: {', '.join(failed)}", flush=True)
     return runs

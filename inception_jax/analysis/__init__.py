@@ -15,7 +15,7 @@ def __getattr__(name: str):
 
         return getattr(runs, name)
     if name == "checkpoint_stats":
-        from inception_jax.analysis.checkpoint_stats import checkpoint_stats
+        from inception_jax.analysis.activations import checkpoint_stats
 
         return checkpoint_stats
     raise AttributeError(f"module 'inception_jax.analysis' has no attribute {name!r}")

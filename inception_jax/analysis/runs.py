@@ -172,8 +172,14 @@ def load_sweep(root: str) -> pd.DataFrame:
     """One row per run directory under `root` (see `run_row`), sorted by run name.
 
     The `RunData` of each row is in `df.attrs["runs"]` (keyed by run name).
+
+    Raises:
+        FileNotFoundError: no run directory under `root`.
     """
-    runs = [load_run(w) for w in find_runs(root)]
+    found = find_runs(root) if os.path.isdir(root) else []
+    if not found:
+        raise FileNotFoundError(f"no runs (directories with a config.json) under {root}")
+    runs = [load_run(w) for w in found]
     df = pd.DataFrame([run_row(r) for r in runs])
     if len(df):
         df = df.sort_values("run").reset_index(drop=True)
