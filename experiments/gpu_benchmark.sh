@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every GPU measurement of issue 6 in one go, for one lent H100/H200 (see BENCHMARKS.md).
 #
-# Device call (from the repo root here; .whl only if experiments/gpu_wheels.sh fetched any):
+# Device call, from the repo root here (gpu_wheels.sh first: grain for the 'data' phase only):
+#   bash experiments/gpu_wheels.sh
 #   run(command="bash experiments/gpu_benchmark.sh", timeout_s=540, carry=[".whl"])
 #
 # Phases run in priority order inside a wall-clock budget (BUDGET_S, default 450 s = 7.5 min);
@@ -19,6 +20,7 @@
 #   xla       IR-v2 release train step under XLA flag variants (XLA_VARIANTS, ';'-separated)
 #   maxbatch  largest IR-v2 release train batch that fits (doubling, then bisecting)
 #   unrolled  compile time of the IR-v2 train step with unrolled blocks (vs main's scan)
+#   data      input pipeline on the 16-core host (needs the grain wheels: gpu_wheels.sh)
 # Dry run on a CPU with tiny sizes (what BENCHMARKS.md records):
 #   OUT=/tmp/gpu_dry PYTHON=.venv/bin/python JAX_PLATFORMS=cpu BENCH_BATCH=4 BENCH_SIZE=75 \
 #   BENCH_WIDTH=0.125 BENCH_BLOCKS=1 BENCH_BLOCKS_X2=2 BENCH_DTYPE=float32 \
@@ -33,7 +35,7 @@ BUDGET_S=${BUDGET_S:-450}
 OUT=${OUT:-$PWD/gpu_out}
 PY=${PYTHON:-python3}
 WORK=${WORK:-/tmp/gpubench}
-PHASES=${PHASES:-main,compile,blocks2,remat,xla,maxbatch,unrolled}
+PHASES=${PHASES:-main,compile,blocks2,remat,xla,maxbatch,unrolled,data}
 MODELS=${BENCH_MODELS:-inception_resnet_v2_release,inception_v4_release,inception_v3_release,inception_resnet_v2_paper}
 ONE=${BENCH_ONE:-inception_resnet_v2_release}
 BATCH=${BENCH_BATCH:-256}
@@ -113,6 +115,9 @@ phase maxbatch 90 200 env XLA_PYTHON_CLIENT_MEM_FRACTION=0.95 "${BENCH[@]}" \
 phase unrolled 60 150 "${BENCH[@]}" --models="$ONE" $COMMON --noscan_blocks --noeval --compile_only \
   --nocount_flops --label="unrolled blocks (compile only)" \
   --json="$WORK/7_unrolled.json" --markdown="$WORK/7_unrolled.md"
+phase data 45 120 "$PY" -m inception_jax.data.benchmark --num_images "${DATA_IMAGES:-2048}" \
+  --num_source_images 128 --batch_size 64 --workers "${DATA_WORKERS:-0,8,15}" --draft on,off \
+  --json "$WORK/8_data.json"
 pack
 echo "== done in $(( $(date +%s) - START ))s; results in $OUT"
 exit 0
