@@ -11,7 +11,8 @@ are several GPUs, else sequentially in this process (sharing its JAX compilation
 finished when its `summary.json` has a final status (completed, stopped, nonfinite); anything else
 is (re)started with the main CLI's command, which resumes from the workdir's checkpoint.
 Aggregation (`experiments.report`) writes the CSV, Markdown table, PNG plots and a light copy of
-each run's records (config, summary, gzipped metrics) under `--results`.
+each run's records (config, summary, gzipped metrics) under `--results` (default: the sibling
+folder `<root>_results`, so the root keeps only run directories).
 """
 
 from __future__ import annotations
@@ -171,7 +172,9 @@ def _enable_compilation_cache(root: str) -> None:
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
 
 
-def run_sweep(sweep: str, root: str, scale: str = "small", parallel: str = "auto") -> list[Run]:
+def run_sweep(
+    sweep: str, root: str, scale: str = "small", parallel: str = "auto", only: str = ""
+) -> list[Run]:
     """Runs every unfinished run of `sweep`; returns all its runs.
 
     Args:
@@ -180,12 +183,19 @@ def run_sweep(sweep: str, root: str, scale: str = "small", parallel: str = "auto
         scale: base config scale (`small`, `tiny`, `imagenet`).
         parallel: `auto` (one subprocess per GPU if several, else sequential in-process),
             `1`/`sequential`, or N concurrent subprocesses.
+        only: comma-separated substrings; if given, only runs whose name contains one are run.
     """
     runs = expand(sweep, root, scale)
-    todo = [r for r in runs if not is_finished(r.workdir)]
+    wanted = [w for w in only.split(",") if w]
+    todo = [
+        r
+        for r in runs
+        if not is_finished(r.workdir) and (not wanted or any(w in r.name for w in wanted))
+    ]
     for r in runs:
         if r not in todo:
-            print(f"[sweep] skip {r.name} (finished)", flush=True)
+            why = "finished" if is_finished(r.workdir) else "not selected by --only"
+            print(f"[sweep] skip {r.name} ({why})", flush=True)
     gpus = _gpu_count()
     if parallel == "auto":
         workers = gpus if gpus > 1 else 1
@@ -289,11 +299,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--root", required=True, help="folder of the run workdirs")
     p.add_argument("--scale", default="small", choices=("small", "tiny", "imagenet"))
     p.add_argument("--parallel", default="auto", help="auto | sequential | N subprocesses")
-    p.add_argument("--results", default=None, help="aggregated outputs (default: --root)")
+    p.add_argument(
+        "--results", default=None, help="aggregated outputs (default: <root>_results, a sibling)"
+    )
     p.add_argument("--emit_slurm", default=None, help="write a SLURM array script, run nothing")
     p.add_argument("--slurm_nodes", type=int, default=1, help="hosts per run (jax.distributed)")
     p.add_argument("--slurm_gpus_per_node", type=int, default=8)
     p.add_argument("--aggregate_only", action="store_true", help="only aggregate the workdirs")
+    p.add_argument("--only", default="", help="run only runs whose name contains one of these")
     p.add_argument("--no_aggregate", action="store_true")
     args = p.parse_args(argv)
     os.makedirs(args.root, exist_ok=True)
@@ -309,11 +322,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(f"[sweep] wrote {path}: sbatch {path}")
         return
     if not args.aggregate_only:
-        run_sweep(args.sweep, args.root, args.scale, args.parallel)
+        run_sweep(args.sweep, args.root, args.scale, args.parallel, args.only)
     if not args.no_aggregate:
         from experiments import report
 
-        out = report.aggregate(args.sweep, args.root, args.results or args.root, args.scale)
+        results = args.results or os.path.normpath(args.root) + "_results"
+        out = report.aggregate(args.sweep, args.root, results, args.scale)
         print(f"[sweep] aggregated into {out}")
 
 
