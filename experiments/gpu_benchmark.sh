@@ -89,7 +89,11 @@ torch.cuda.is_available())" 2>&1 | tee -a "$WORK/versions.txt"
 phase main 120 330 "${BENCH[@]}" --models="$MODELS" $COMMON --timm --timm_compile= \
   --label="main: JAX vs timm eager" --json="$WORK/1_main.json" --markdown="$WORK/1_main.md"
 # If torch and JAX could not share the process, measure JAX alone (timm then comes from 'compile').
-if [ -e "$WORK/.ran_main" ] && ! grep -q '"impl": "jax"' "$WORK/1_main.json" 2>/dev/null; then
+jax_rows() {  # whether JSON file $1 holds a measured JAX train step
+  "$PY" -c "import json, sys; rows = json.load(open(sys.argv[1]))['rows']
+sys.exit(not any(r['impl'] == 'jax' and 'train' in r for r in rows))" "$1" 2>/dev/null
+}
+if [ -e "$WORK/.ran_main" ] && ! jax_rows "$WORK/1_main.json"; then
   phase main 90 300 "${BENCH[@]}" --models="$MODELS" $COMMON --label="main: JAX only (fallback)" \
     --json="$WORK/1_main_jax.json" --markdown="$WORK/1_main_jax.md"
 fi

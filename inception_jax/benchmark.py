@@ -30,6 +30,7 @@ import os
 import platform
 import sys
 import time
+import traceback
 from collections.abc import Sequence
 from typing import Any
 
@@ -173,14 +174,24 @@ def run(opts: BenchOptions, json_path: str | None = None, md_path: str | None = 
                 continue
             want_compile = "all" in opts.timm_compile or name in opts.timm_compile
             for compiled in [False] * opts.timm_eager + [True] * want_compile:
-                emit(torch_bench.bench_timm(name, opts, compiled))
+                impl = "timm+compile" if compiled else "timm eager"
+                emit(_guarded(impl, name, torch_bench.bench_timm, name, opts, compiled))
     if measure_jax:
         for name in opts.models:
-            emit(jax_bench.bench_model(name, opts, mesh))
+            emit(_guarded("jax", name, jax_bench.bench_model, name, opts, mesh))
             jax.clear_caches()
     meta["load_average_end"] = load_average()
     _write(result, json_path, md_path, report.markdown)
     return result
+
+
+def _guarded(impl: str, model: str, fn: Any, *args: Any) -> dict[str, Any]:
+    """`fn(*args)`, or a row holding the error: one failing model must not lose the others."""
+    try:
+        return fn(*args)
+    except Exception as e:  # noqa: BLE001
+        traceback.print_exc()
+        return {"impl": impl, "model": model, "error": f"{type(e).__name__}: {e}"[:300]}
 
 
 def _write(result: dict, json_path: str | None, md_path: str | None, render: Any) -> None:

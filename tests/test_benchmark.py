@@ -86,6 +86,22 @@ def test_find_max_batch_doubles_then_bisects(monkeypatch):
     assert out["max_batch"] <= limit < out["first_failing"]
 
 
+def test_markdown_max_batch_and_missing_fields():
+    meta = {"device_kind": "cpu", "num_devices": 1, "batch": 8, "image_size": 75,
+            "dtype": "float32", "jax": "x", "flax": "y", "repeats": 1, "steps": 1, "warmup": 0,
+            "date": "today"}  # fmt: skip
+    rows = [
+        {"impl": "jax", "model": "m", "scan_blocks": True, "train": {"items_per_s": 10.0},
+         "max_batch": {"max_batch": 688.0, "limit_reached": False}},
+        {"impl": "jax", "model": "m", "scan_blocks": False, "remat": True,
+         "max_batch": {"max_batch": 4096, "limit_reached": True}},
+        {"impl": "timm eager", "model": "m", "error": "out of memory: ..."},
+    ]  # fmt: skip
+    md = report.markdown({"meta": meta, "rows": rows})
+    assert "| 688 |" in md and "| >=4096 |" in md and "unrolled, remat" in md
+    assert "out of memory" in md
+
+
 def test_peak_table_and_oom():
     assert common.peak_tflops("NVIDIA H100 80GB HBM3") == 989.0
     assert common.peak_tflops("NVIDIA H100 PCIe") == 756.0

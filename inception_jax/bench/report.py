@@ -59,7 +59,10 @@ def markdown(result: dict[str, Any]) -> str:
         mfu = _get(r, "train", "mfu") or _get(r, "train", "mfu_est")
         est = "~" if r["impl"] != "jax" else ""
         compile_s = " / ".join(_fmt(_get(r, p, "compile_s"), ".1f") for p in ("train", "eval"))
-        max_batch = (r.get("max_batch") or {}).get("max_batch")
+        mb = r.get("max_batch") or {}
+        max_batch = ""
+        if mb.get("max_batch"):
+            max_batch = (">=" if mb.get("limit_reached") else "") + str(int(mb["max_batch"]))
         cells = [
             r["model"],
             r["impl"],
@@ -72,7 +75,7 @@ def markdown(result: dict[str, Any]) -> str:
             est + _fmt(tflops, ".1f"),
             est + _fmt(mfu, ".1%"),
             _fmt(r.get("fwd_gflop_per_image"), ".2f"),
-            _fmt(max_batch, "d") if max_batch else "",
+            max_batch,
         ]
         lines.append("| " + " | ".join(cells) + " |")
     lines += [
