@@ -2,8 +2,10 @@
 and turning a failed peer into a clear, bounded exit instead of a hang.
 
 Each process runs the same command with its own `--process_id`; process 0 hosts the coordinator.
-Failure detection has two layers:
+Failure detection has three layers:
 
+- a collective with a dead peer fails (gloo: connection reset); the CLI then prints
+  `peer_failure_message` and exits with `EXIT_PEER_FAILED` (`exit_peer_failed`);
 - the coordination service: a process that stops sending heartbeats for `heartbeat_timeout_s` is
   declared dead and every other process is told (jax then terminates it);
 - a step watchdog (`StepGuard`): if the host loop starts no step for `stall_timeout_s` (a
@@ -118,6 +120,7 @@ class StepGuard:
     def __init__(self, stall_timeout_s: float):
         self.stall_timeout_s = float(stall_timeout_s)
         self._last = time.monotonic()
+        self._paused = False
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._watch, name="step-watchdog", daemon=True)
         self._thread.start()
@@ -140,11 +143,15 @@ class StepGuard:
             self.beat()
             if "fn" not in compiled:
                 # Compiling can take minutes and differ between processes; the barrier then
-                # lines them up so the step's first collective finds every peer there.
-                compiled["fn"] = step.lower(*args).compile()
-                self.beat()
-                barrier(f"first_call_{name}")
-                self.beat()
+                # lines them up so the step's first collective finds every peer there. The
+                # watchdog pauses meanwhile: the barrier has its own timeout.
+                self._paused = True
+                try:
+                    compiled["fn"] = step.lower(*args).compile()
+                    barrier(f"first_call_{name}")
+                finally:
+                    self._paused = False
+                    self.beat()
             return compiled["fn"](*args)
 
         return call
@@ -160,7 +167,7 @@ class StepGuard:
     def _watch(self) -> None:
         while not self._stop.wait(min(1.0, self.stall_timeout_s / 4)):
             idle = time.monotonic() - self._last
-            if idle > self.stall_timeout_s:
+            if idle > self.stall_timeout_s and not self._paused:
                 print(
                     f"error: process {jax.process_index()} of {jax.process_count()}: no step "
                     f"started for {idle:.0f} s (limit --stall_timeout={self.stall_timeout_s:.0f}); "
