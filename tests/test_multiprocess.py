@@ -105,6 +105,7 @@ def wait_for_step(workdir: str, step: int, procs, timeout_s: float = 240) -> Non
         time.sleep(0.1)
 
 
+@pytest.mark.slow
 def test_two_processes_equal_one_process_and_die_together(tmp_path, data_dir):
     """One launch of the pair (start-up and compilation dominate) serves both checks: its first
     3 steps against a 4-device process, then process 1 is killed and process 0 must stop."""

@@ -143,6 +143,7 @@ def comparable(workdir: str) -> list[dict]:
     return [{k: v for k, v in r.items() if k != "images_per_sec"} for r in rows]
 
 
+@pytest.mark.slow
 def test_sigterm_sigkill_corrupt_resume_equals_uninterrupted(tmp_path, data_dir):
     full_dir, workdir = str(tmp_path / "full"), str(tmp_path / "interrupted")
     full = start(full_dir, data_dir)  # Alongside the interrupted runs.
