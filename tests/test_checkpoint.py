@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import glob
-import importlib.util
 import os
 import shutil
 
@@ -15,13 +14,11 @@ from conftest import SyntheticPipeline
 
 from inception_jax.train import checkpoint as checkpoint_lib
 from inception_jax.train import setup, sharding
+from inception_jax.train.config_base import load_config_file
 
 
 def load_config(path: str = "configs/smoke.py"):
-    spec = importlib.util.spec_from_file_location("cfg", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config()
+    return load_config_file(path)
 
 
 @pytest.fixture(scope="module")

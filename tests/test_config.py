@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import glob
-import importlib.util
 import math
 
 import jax
@@ -14,14 +13,12 @@ from ml_collections import config_flags
 
 from inception_jax.train import config_check, setup, sharding
 from inception_jax.train import step as step_lib
+from inception_jax.train.config_base import load_config_file
 from inception_jax.train.evaluate import evaluate
 
 
-def load_config(path: str):
-    spec = importlib.util.spec_from_file_location("cfg", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config()
+def load_config(path: str = "configs/smoke.py"):
+    return load_config_file(path)
 
 
 def parse(*overrides: str):

@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 
 import pytest
 
 from inception_jax.train import checkpoint as checkpoint_lib
 from inception_jax.train import loop, metrics
+from inception_jax.train.config_base import load_config_file
 
 
 def load_config(path: str = "configs/smoke.py"):
-    spec = importlib.util.spec_from_file_location("cfg", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config()
+    return load_config_file(path)
 
 
 def diverging_config(policy: str):

@@ -3,20 +3,17 @@ uninterrupted run at the same steps (bit-exact on CPU, data order included)."""
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import signal
 
 import pytest
 
 from inception_jax.train import loop, metrics
+from inception_jax.train.config_base import load_config_file
 
 
 def load_config(path: str = "configs/smoke.py"):
-    spec = importlib.util.spec_from_file_location("cfg", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config()
+    return load_config_file(path)
 
 
 class Crash(RuntimeError):

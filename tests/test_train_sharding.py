@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
-
 import jax
 import numpy as np
 
 from inception_jax.train import setup, sharding
 from inception_jax.train import step as step_lib
+from inception_jax.train.config_base import load_config_file
 
 
-def load_config(path: str):
-    spec = importlib.util.spec_from_file_location("cfg", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config()
+def load_config(path: str = "configs/smoke.py"):
+    return load_config_file(path)
 
 
 def _train(config, devices, batches):

@@ -131,3 +131,13 @@ def get_imagenet_config(model_name: str, num_epochs: float = 160.0) -> ml_collec
     config.optimizer.warmup_epochs = 2.0
     config.optimizer.ema_decay = 0.9999
     return config
+
+
+def load_config_file(path: str) -> ml_collections.ConfigDict:
+    """Loads `get_config()` from a config file such as `configs/smoke.py`, as `--config=` does."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("inception_jax_config", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config()

@@ -46,7 +46,8 @@ def evaluate_checkpoint(config: Any, workdir: str, checkpoint: str | None = None
     Args:
         config: the experiment config the checkpoint was trained with.
         workdir: the run's workdir.
-        checkpoint: optional path `<workdir>/checkpoints/<step>`.
+        checkpoint: optional path `<workdir>/checkpoints/<step>`, or a directory of converted
+            released weights (`python -m inception_jax.interop.cli convert`).
 
     Returns:
         Eval metrics plus `step`.
@@ -58,6 +59,8 @@ def evaluate_checkpoint(config: Any, workdir: str, checkpoint: str | None = None
     from inception_jax.train import step as step_lib
 
     exp = setup.build_experiment(config)
+    if checkpoint and os.path.exists(os.path.join(checkpoint, "model.json")):
+        return _evaluate_converted(config, checkpoint, exp.mesh)
     step = None
     if checkpoint:
         checkpoint = os.path.abspath(checkpoint)
@@ -72,3 +75,29 @@ def evaluate_checkpoint(config: Any, workdir: str, checkpoint: str | None = None
         raise FileNotFoundError(f"no checkpoint to evaluate in {ckpt.directory}")
     eval_step = step_lib.make_eval_step(exp.model, config, exp.mesh)
     return {"step": step, **evaluate(eval_step, state, config, exp.mesh)}
+
+
+def _evaluate_converted(config: Any, path: str, mesh: Any) -> dict:
+    """Evaluates converted released weights (a directory with `model.json`) on the eval split."""
+    from inception_jax.interop.checkpoint import load_converted
+    from inception_jax.train import step as step_lib
+    from inception_jax.train.state import TrainState
+
+    model, variables = load_converted(
+        path, model_name=config.model.name, scan_blocks=config.model.scan_blocks
+    )
+    params = variables["params"]
+    state = TrainState(
+        step=jnp.zeros((), jnp.int32),
+        params=params,
+        batch_stats=variables["batch_stats"],
+        opt_state={},
+        ema_params=params if config.optimizer.ema_decay else {},
+        rng=jax.random.PRNGKey(0),
+        skipped_steps=jnp.zeros((), jnp.int32),
+        nonfinite_step=jnp.full((), -1, jnp.int32),
+        nonfinite_what=jnp.full((), -1, jnp.int32),
+    )
+    state = jax.device_put(state, sharding.replicated(mesh))
+    eval_step = step_lib.make_eval_step(model, config, mesh)
+    return {"step": 0, "weights": os.path.abspath(path), **evaluate(eval_step, state, config, mesh)}
