@@ -32,7 +32,7 @@ def test_eval_on_converted_weights(tmp_path, synthetic_data):
     model = create_model(name, num_classes=10)
     out = tmp_path / "weights"
     save_converted(out, _random_variables(model, 75), name, num_classes=10)
-    config = load_config()
+    config = load_config("configs/smoke.py")
     config.model.name = name
     config.model.width = 1.0
     config.model.blocks = None
