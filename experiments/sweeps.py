@@ -30,6 +30,20 @@ CONVERGENCE_MODELS = (
     ("inception_resnet_v2_paper", None),
     ("inception_resnet_v2_paper", False),  # IR-v2 with its shortcuts removed.
 )
+SMALL_CONVERGENCE_RECIPE: Overrides = {
+    "train.num_steps": 300,
+    "train.batch_size": 64,
+    "train.stats_every_steps": 10,
+    "data.image_size": 96,
+    "data.area_range": (0.5, 1.0),
+    "model.bn_momentum": 0.99,
+    "optimizer.name": "adamw",
+    "optimizer.learning_rate": 2e-3,
+    "optimizer.lr_base_batch_size": 64,
+    "optimizer.weight_decay": 1e-2,
+    "optimizer.schedule": "cosine",
+    "optimizer.label_smoothing": 0.1,
+}
 # Target (held-out, or smoothed train) top-1 accuracy for "steps to target".
 TARGET_TOP1 = {"small": 0.5, "tiny": 0.5, "imagenet": 0.75}
 
@@ -62,10 +76,10 @@ def residual_vs_plain(scale: str = "small") -> Iterator[Overrides]:
         if scale == "tiny":
             overrides["model.residual_scale"] = 0.2
         if scale == "small":
-            # The paper's rate read per 64 images (as configs/quickstart.py): learns within 100s
-            # of steps.
-            overrides["train.num_steps"] = 120
-            overrides["optimizer.lr_base_batch_size"] = 64
+            # The quickstart recipe (configs/quickstart.py): at this budget the paper's RMSProp
+            # (epsilon 1.0) barely leaves chance, so nothing could be compared. The ImageNet
+            # scale keeps the paper's recipe.
+            overrides.update(SMALL_CONVERGENCE_RECIPE)
         yield overrides
 
 
@@ -85,7 +99,7 @@ def run_name(overrides: Overrides) -> str:
     """A stable, readable workdir name, e.g. `inception_resnet_v2_paper-width0.5-seed0`."""
     parts = [overrides.get("model.name", "base")]
     for key, value in overrides.items():
-        if key in ("model.name", "death.stop_on_death", "train.num_steps"):
+        if key in ("model.name", "death.stop_on_death") or key in SMALL_CONVERGENCE_RECIPE:
             continue
         parts.append(f"{key.rsplit('.', 1)[-1]}{_short(value)}")
     return "-".join(parts)

@@ -100,3 +100,14 @@ def synthetic_data(monkeypatch):
     pipeline = SyntheticPipeline()
     monkeypatch.setattr(setup, "data_module", lambda: pipeline)
     return pipeline
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory):
+    """A TFDS data_dir with `shapes10/tiny` (200 train / 50 test images) prepared once."""
+    from inception_jax.data import pipeline
+
+    cfg = pipeline.default_data_config()
+    cfg.name, cfg.data_dir = "shapes10/tiny", str(tmp_path_factory.mktemp("tfds"))
+    pipeline.get_dataset_builder(cfg)
+    return cfg.data_dir

@@ -22,15 +22,6 @@ from inception_jax.data import pipeline
 SMOKE = ["--config=configs/smoke.py", "--config.data.name=shapes10/tiny"]
 
 
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    """shapes10/tiny prepared once for the module."""
-    cfg = pipeline.default_data_config()
-    cfg.name, cfg.data_dir = "shapes10/tiny", str(tmp_path_factory.mktemp("tfds"))
-    pipeline.get_dataset_builder(cfg)
-    return cfg.data_dir
-
-
 def _reset_flags() -> None:
     # ml_collections defines one flag per `--config.x` override while parsing: forget them.
     for name in [n for n in flags.FLAGS if n.startswith("config.")]:

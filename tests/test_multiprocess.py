@@ -27,17 +27,6 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    """shapes10/tiny prepared once for the module."""
-    from inception_jax.data import pipeline
-
-    cfg = pipeline.default_data_config()
-    cfg.name, cfg.data_dir = "shapes10/tiny", str(tmp_path_factory.mktemp("tfds"))
-    pipeline.get_dataset_builder(cfg)
-    return cfg.data_dir
-
-
 def start(workdir, data_dir, steps, devices, process_id=None, port=None, extra=()):
     env = dict(os.environ)
     env.update(

@@ -55,17 +55,6 @@ def cli_command(workdir: str, data_dir: str) -> list[str]:
     ]
 
 
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    """shapes10/tiny prepared once for the module."""
-    from inception_jax.data import pipeline
-
-    cfg = pipeline.default_data_config()
-    cfg.name, cfg.data_dir = "shapes10/tiny", str(tmp_path_factory.mktemp("tfds"))
-    pipeline.get_dataset_builder(cfg)
-    return cfg.data_dir
-
-
 def start(workdir: str, data_dir: str) -> subprocess.Popen:
     return subprocess.Popen(
         cli_command(workdir, data_dir),
