@@ -16,7 +16,15 @@ import jax.numpy as jnp
 
 from inception_jax.models import specs
 from inception_jax.models.network import Inception
-from inception_jax.models.ops import Stage, block_shape, scale_block, stage_shapes
+from inception_jax.models.ops import (
+    Block,
+    C,
+    Stage,
+    block_shape,
+    min_input_size,
+    scale_block,
+    stage_shapes,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -160,21 +168,18 @@ def resolve_stages(name: str, width: float = 1.0, blocks=None, residual_scale=No
 
 
 def _min_size(stages: tuple[Stage, ...], aux: specs.AuxHeadSpec | None) -> int:
-    from inception_jax.models.ops import AVG, Block, C, Pool
+    """Smallest square input of the network (and of its aux head, which pools 5x5/3 then applies
+    a 5x5 VALID conv to the output of ``aux.after``)."""
 
     def aux_fits(size: int) -> bool:
         if aux is None:
             return True
-        shapes = dict(stage_shapes(stages, size))
-        (h, w, c) = shapes[aux.after]
+        h, w, c = dict(stage_shapes(stages, size))[aux.after]
         pooled = ((h - 5) // 3 + 1, (w - 5) // 3 + 1)
         if min(pooled) < 1:
             return False
         hw, _ = block_shape(Block(((C(aux.features[1], 5, 1, "V"),),)), pooled, c)
         return min(hw) >= 1
-
-    del AVG, Pool
-    from inception_jax.models.ops import min_input_size
 
     return min_input_size(stages, (aux_fits,))
 
