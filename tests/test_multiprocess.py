@@ -17,8 +17,7 @@ import sys
 import time
 
 import pytest
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from cli_helpers import REPO, cli_env, smoke_command
 
 
 def free_port() -> int:
@@ -28,29 +27,14 @@ def free_port() -> int:
 
 
 def start(workdir, data_dir, steps, devices, process_id=None, port=None, extra=()):
-    env = dict(os.environ)
-    env.update(
-        XLA_FLAGS="--xla_backend_optimization_level=0",  # Not conftest's 8 fake devices.
-        JAX_PLATFORMS="cpu",
-        JAX_NUM_CPU_DEVICES=str(devices),
-        JAX_COMPILATION_CACHE_DIR="/tmp/inception_jax_test_jit_cache",
-        JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0.5",
-        PYTHONUNBUFFERED="1",
+    env = cli_env(devices)
+    cmd = smoke_command(
+        workdir,
+        data_dir,
+        batch_size=8,
+        num_steps=steps,
+        extra=["--config.train.checkpoint_every_steps=0", *extra],
     )
-    cmd = [
-        sys.executable,
-        "-m",
-        "inception_jax.main",
-        "--config=configs/smoke.py",
-        f"--workdir={workdir}",
-        "--config.data.name=shapes10/tiny",
-        f"--config.data.data_dir={data_dir}",
-        "--config.data.num_eval_examples=8",
-        "--config.train.batch_size=8",
-        f"--config.train.num_steps={steps}",
-        "--config.train.checkpoint_every_steps=0",
-        *extra,
-    ]
     if process_id is not None:
         cmd += [
             f"--coordinator_address=127.0.0.1:{port}",

@@ -14,45 +14,24 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
+from cli_helpers import REPO, cli_env, smoke_command
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NUM_STEPS = 12
 TIMEOUT_S = 240
 
 
-def cli_env() -> dict[str, str]:
-    """Environment of a CLI subprocess: one CPU device, the tests' compilation cache."""
-    env = dict(os.environ)
-    env.update(
-        XLA_FLAGS="--xla_backend_optimization_level=0",  # Not conftest's 8 fake devices.
-        JAX_PLATFORMS="cpu",
-        JAX_COMPILATION_CACHE_DIR="/tmp/inception_jax_test_jit_cache",
-        JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0.5",
-        PYTHONUNBUFFERED="1",
-    )
-    return env
-
-
 def cli_command(workdir: str, data_dir: str) -> list[str]:
     """A tiny run: 12 steps of batch 4, a checkpoint every 3 steps, metrics every step."""
-    return [
-        sys.executable,
-        "-m",
-        "inception_jax.main",
-        "--config=configs/smoke.py",
-        f"--workdir={workdir}",
-        "--config.data.name=shapes10/tiny",
-        f"--config.data.data_dir={data_dir}",
-        "--config.data.num_eval_examples=8",
-        "--config.train.batch_size=4",
-        f"--config.train.num_steps={NUM_STEPS}",
-        "--config.train.checkpoint_every_steps=3",
-        "--config.train.keep_checkpoints=5",
-    ]
+    return smoke_command(
+        workdir,
+        data_dir,
+        batch_size=4,
+        num_steps=NUM_STEPS,
+        extra=["--config.train.checkpoint_every_steps=3", "--config.train.keep_checkpoints=5"],
+    )
 
 
 def start(workdir: str, data_dir: str) -> subprocess.Popen:
