@@ -111,3 +111,34 @@ def data_dir(tmp_path_factory):
     cfg.name, cfg.data_dir = "shapes10/tiny", str(tmp_path_factory.mktemp("tfds"))
     pipeline.get_dataset_builder(cfg)
     return cfg.data_dir
+
+
+class _CorruptImages:
+    """A data source whose chosen examples (all when `indices` is None) hold non-image bytes."""
+
+    def __init__(self, source, indices):
+        self.source, self.indices = source, indices
+
+    def __len__(self):
+        return len(self.source)
+
+    def __getitem__(self, i):
+        record = dict(self.source[i])
+        if self.indices is None or i in self.indices:
+            record["image"] = b"\x89PNG\r\n\x1a\n truncated"
+        return record
+
+
+@pytest.fixture
+def corrupt_images(monkeypatch):
+    """`corrupt_images(indices=None)` makes the pipeline read undecodable images there."""
+    from inception_jax.data import pipeline
+
+    real_open = pipeline.open_source
+
+    def corrupt(indices=None):
+        monkeypatch.setattr(
+            pipeline, "open_source", lambda *a: _CorruptImages(real_open(*a), indices)
+        )
+
+    return corrupt

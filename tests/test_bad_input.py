@@ -17,7 +17,6 @@ import pytest
 from absl import flags
 
 from inception_jax import main as main_lib
-from inception_jax.data import pipeline
 
 SMOKE = ["--config=configs/smoke.py", "--config.data.name=shapes10/tiny"]
 
@@ -171,25 +170,8 @@ def test_other_architecture_checkpoint(tmp_path, data_dir, capsys):
     assert tree_hashes(workdir) == before
 
 
-def test_undecodable_image_in_dataset(tmp_path, data_dir, capsys, monkeypatch):
-    real_open = pipeline.open_source
-
-    class Corrupt:
-        """The dataset's records, with example 3's image bytes not an image."""
-
-        def __init__(self, source):
-            self.source = source
-
-        def __len__(self):
-            return len(self.source)
-
-        def __getitem__(self, i):
-            record = dict(self.source[i])
-            if i == 3:
-                record["image"] = b"\x89PNG\r\n\x1a\n truncated"
-            return record
-
-    monkeypatch.setattr(pipeline, "open_source", lambda *a: Corrupt(real_open(*a)))
+def test_undecodable_image_in_dataset(tmp_path, data_dir, capsys, corrupt_images):
+    corrupt_images({3})
     # No checkpoint: this is a fresh start, which legitimately restarts a stale metrics.jsonl.
     workdir = seeded_workdir(tmp_path / "run")
     os.remove(os.path.join(workdir, "metrics.jsonl"))

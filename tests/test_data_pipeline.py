@@ -167,24 +167,8 @@ def test_unknown_dataset_name(tmp_path):
         pipeline.get_dataset_builder(cfg)
 
 
-def test_corrupt_image_in_source_names_example(cfg, monkeypatch):
-    from inception_jax.data import sources
-
-    real_open = sources.open_source
-
-    class Corrupt:
-        def __init__(self, source):
-            self.source = source
-
-        def __len__(self):
-            return len(self.source)
-
-        def __getitem__(self, i):
-            record = dict(self.source[i])
-            record["image"] = b"\x89PNG garbage"
-            return record
-
-    monkeypatch.setattr(pipeline, "open_source", lambda *a: Corrupt(real_open(*a)))
+def test_corrupt_image_in_source_names_example(cfg, corrupt_images):
+    corrupt_images()
     with pytest.raises(ValueError, match=r"example \d+.*cannot decode"):
         next(pipeline.create_train_iterator(cfg, 4, seed=0))
     with pytest.raises(ValueError, match=r"example 0\b.*cannot decode"):
