@@ -83,9 +83,71 @@ def residual_vs_plain(scale: str = "small") -> Iterator[Overrides]:
         yield overrides
 
 
+# The death protocol (issue 11): full-depth Inception-ResNet-v2 (paper, 5/10/5 blocks) on the
+# corrected recipe: the paper's RMSProp (decay 0.9, momentum 0.9, epsilon 1.0) without clipping,
+# 0.045 per replica of 32 images (the paper's replicas; `optimizer.lr_base_batch_size=32`),
+# x0.94 every two epochs, no warm-up, TF-slim initialisation and weight decay, dropout 0.2
+# (keep 0.8), statistics every 10 steps, stopping at pre-pool death. 75 px, batch 32 (one
+# replica's batch). Calibrated on the pilot in shared/docs/study-pilot.md.
+DEATH_PROTOCOL: Overrides = {
+    "model.blocks": (5, 10, 5),
+    "model.dropout_rate": 0.2,
+    "train.num_steps": 1000,
+    "train.log_every_steps": 10,
+    "train.stats_every_steps": 10,
+    "train.checkpoint_every_steps": 100,
+    "optimizer.schedule": "staircase_exponential",
+    "optimizer.clip": "none",
+    "death.stop_on_death": True,
+}
+PAPER_LR = 0.045
+# (width, residual scale, learning-rate multiplier, gradient delay, seeds), in the order run:
+# the cheap, decisive arms first, so an interrupted search has the informative runs.
+DEATH_ARMS = {
+    "small": (
+        (0.5, 1.0, 1.0, 0, (0,)),
+        (0.5, 1.0, 4.0, 0, (0,)),  # Positive control: must die.
+        (0.5, 0.1, 1.0, 0, (0,)),
+        (0.375, 1.0, 1.0, 0, (0,)),
+        (0.375, 0.1, 1.0, 0, (0,)),
+        (0.5, 0.3, 1.0, 0, (0,)),
+        (0.5, 0.2, 1.0, 0, (0,)),
+        (0.375, 0.3, 1.0, 0, (0,)),
+        (0.375, 0.2, 1.0, 0, (0,)),
+        (0.5, 1.0, 0.25, 0, (0,)),  # The paper: a lower rate did not help.
+        (0.5, 0.1, 0.25, 0, (0,)),
+        (0.5, 1.0, 1.0, 0, (1, 2)),
+        (0.5, 0.1, 1.0, 0, (1, 2)),
+        (0.375, 1.0, 1.0, 4, (0,)),  # Stale gradients (simulated asynchronous replicas).
+        (0.375, 0.1, 1.0, 4, (0,)),
+    ),
+    "tiny": ((0.125, 1.0, 1.0, 0, (0,)), (0.125, 0.1, 1.0, 2, (0,))),
+}
+
+
+def death_map(scale: str = "small") -> Iterator[Overrides]:
+    """Width x residual scale x learning-rate multiplier x gradient delay x seed, IR-v2 paper."""
+    protocol = dict(DEATH_PROTOCOL)
+    if scale == "tiny":  # Tests and CI: the smoke-sized network, a few steps.
+        protocol.update({"model.blocks": (1, 1, 1), "train.num_steps": 4})
+        protocol.update({"train.log_every_steps": 1, "train.stats_every_steps": 2})
+    for width, s, lr_mult, delay, seeds in DEATH_ARMS[scale]:
+        for seed in seeds:
+            yield {
+                "model.name": "inception_resnet_v2_paper",
+                "model.width": width,
+                "model.residual_scale": s,
+                "optimizer.learning_rate": round(PAPER_LR * lr_mult, 6),
+                "train.gradient_delay": delay,
+                "seed": seed,
+                **protocol,
+            }
+
+
 SWEEPS: dict[str, Callable[[str], Iterator[Overrides]]] = {
     "residual_scale": residual_scale,
     "residual_vs_plain": residual_vs_plain,
+    "death_map": death_map,
 }
 
 
@@ -99,7 +161,12 @@ def run_name(overrides: Overrides) -> str:
     """A stable, readable workdir name, e.g. `inception_resnet_v2_paper-width0.5-seed0`."""
     parts = [overrides.get("model.name", "base")]
     for key, value in overrides.items():
-        if key in ("model.name", "death.stop_on_death") or key in SMALL_CONVERGENCE_RECIPE:
+        if key in ("model.name", "death.stop_on_death") or _is_protocol(key, value):
             continue
         parts.append(f"{key.rsplit('.', 1)[-1]}{_short(value)}")
     return "-".join(parts)
+
+
+def _is_protocol(key: str, value: Any) -> bool:
+    """Whether `key=value` is a fixed part of a sweep's recipe (left out of run names)."""
+    return any(key in p and p[key] == value for p in (SMALL_CONVERGENCE_RECIPE, DEATH_PROTOCOL))

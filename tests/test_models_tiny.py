@@ -7,6 +7,7 @@ import pytest
 
 from inception_jax.models import create_model, get_model_def, list_models
 from inception_jax.models.blocks import InceptionBlock
+from inception_jax.models.layers import conv_kwargs
 from inception_jax.models.ops import scale_block
 from inception_jax.models.scan_utils import stack_blocks, unstack_blocks
 from inception_jax.models.specs import IR_V2_A
@@ -48,7 +49,7 @@ BLOCK = scale_block(IR_V2_A, 0.5)
 
 
 def _block(**kw):
-    return InceptionBlock(BLOCK, **kw)
+    return InceptionBlock(BLOCK, conv_kwargs(), **kw)
 
 
 @pytest.fixture(scope="module")
