@@ -45,6 +45,7 @@ def _scaled_branch(model, stage, params, batch_stats, x):
         scale=stage.scale,
         relu=False,
         shortcut=False,
+        plain_block="scaled_projection",
         pool_include_pad=model.pool_include_pad,
     )
     first = lambda t: jax.tree.map(lambda a: a[0], t)  # noqa: E731 - scanned: take block 0.

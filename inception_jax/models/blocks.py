@@ -9,7 +9,7 @@ import jax.numpy as jnp
 
 from inception_jax.models import stats as stats_lib
 from inception_jax.models.layers import INITIALIZERS, ConvBN, pool
-from inception_jax.models.ops import Block, Fork, Pool
+from inception_jax.models.ops import Block, C, Fork, Pool
 
 
 class Branch(nn.Module):
@@ -51,8 +51,13 @@ class InceptionBlock(nn.Module):
       conv_kwargs: keyword arguments of every :class:`ConvBN` (train, BN, dtypes, initialiser).
       scale: residual scale ``s`` (multiplies ``U``'s output before the addition).
       relu: ReLU after the residual sum.
-      shortcut: False removes the shortcut (the non-residual ablation):
-        ``y = ReLU(s * U(concat))``, same parameters.
+      shortcut: False removes the shortcut (the non-residual ablation), see ``plain_block``.
+      plain_block: what replaces ``x + s * U(concat)`` without a shortcut. ``"conv_bn"``
+        (default): ``U`` becomes an ordinary Inception conv unit, ``ReLU(BN(U(concat)))``,
+        the way every plain Inception block ends: the same parameter count (U's bias becomes the
+        BN offset) and no scale, which only makes sense next to a shortcut. ``"scaled_projection"``:
+        ``ReLU(s * U(concat))`` with U's bias and no normalisation (the first round's ablation;
+        its activations shrink by ``s`` per block and its running BN statistics lag, see README).
       with_stats: also return the per-block statistics (else an empty dict).
     """
 
@@ -61,6 +66,7 @@ class InceptionBlock(nn.Module):
     scale: float = 1.0
     relu: bool = True
     shortcut: bool = True
+    plain_block: str = "conv_bn"
     with_stats: bool = False
     pool_include_pad: bool = False
 
@@ -72,7 +78,9 @@ class InceptionBlock(nn.Module):
         ]
         y = parts[0] if len(parts) == 1 else jnp.concatenate(parts, axis=-1)
         stats: dict[str, jnp.ndarray] = {}
-        if self.spec.residual:
+        if self.spec.residual and not self.shortcut and self.plain_block == "conv_bn":
+            y = ConvBN(C(x.shape[-1]), **self.conv_kwargs, name="up")(y)
+        elif self.spec.residual:
             up = nn.Conv(
                 x.shape[-1],
                 (1, 1),

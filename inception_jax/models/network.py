@@ -59,6 +59,7 @@ class Inception(nn.Module):
     num_classes: int = 1000
     dropout_rate: float = 0.2
     residual: bool = True
+    plain_block: str = "conv_bn"
     aux_head: AuxHeadSpec | None = None
     scan_blocks: bool = True
     remat: bool = False
@@ -97,6 +98,7 @@ class Inception(nn.Module):
             scale=stage.scale,
             relu=stage.relu,
             shortcut=self.residual,
+            plain_block=self.plain_block,
             with_stats=stats,
             pool_include_pad=self.pool_include_pad,
         )
@@ -108,9 +110,7 @@ class Inception(nn.Module):
             cls = nn.remat(InceptionBlock) if self.remat else InceptionBlock
             x, st = cls(**kwargs, name=stage.name)(x, scale)
             return x, {k: v[None] for k, v in st.items()}
-        return RepeatedStage(stage, kwargs, self.scan_blocks, self.remat, name=stage.name)(
-            x, scale
-        )
+        return RepeatedStage(stage, kwargs, self.scan_blocks, self.remat, name=stage.name)(x, scale)
 
     def _aux_logits(self, x: jnp.ndarray, train: bool) -> jnp.ndarray:
         """Inception-v3 AuxLogits (timm/torchvision layout, §7.3)."""

@@ -111,6 +111,7 @@ _KNOBS = dict(
     blocks=None,
     residual_scale=None,
     residual=True,
+    plain_block="conv_bn",
     dropout_rate=0.2,
     dtype="float32",
     param_dtype="float32",
@@ -123,6 +124,8 @@ _KNOBS = dict(
     kernel_init="he_truncated_normal",
     head_init="glorot_uniform",
 )
+# Without shortcuts (residual=False): see InceptionBlock.plain_block.
+PLAIN_BLOCKS = ("conv_bn", "scaled_projection")
 # Training-recipe defaults that belong to a network (TF-slim arg scopes); see `recipe_defaults`.
 _RECIPE = dict(decay_biases=False)
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
@@ -134,7 +137,7 @@ def list_models() -> list[str]:
 
 
 def recipe_defaults(name: str) -> dict:
-    """The network's own training-recipe defaults (e.g. ``decay_biases``), from its TF-slim scope."""
+    """The network's own training-recipe defaults (``decay_biases``), from its TF-slim scope."""
     return {**_RECIPE, **get_model_def(name).recipe}
 
 
@@ -157,9 +160,9 @@ def _per_group(value: Any, field: str, check: Callable[[Any], bool], what: str) 
     return dict(zip("abc", values, strict=True))
 
 
-def _init_name(value: Any, field: str) -> str:
-    if value not in INITIALIZERS:
-        raise ValueError(f"{field}={value!r}; choose one of {sorted(INITIALIZERS)}")
+def _choice(value: Any, field: str, choices: Any) -> str:
+    if value not in choices:
+        raise ValueError(f"{field}={value!r}; choose one of {sorted(choices)}")
     return value
 
 
@@ -228,7 +231,9 @@ def create_model(name: str, **overrides: Any) -> Inception:
         float or three, 1.0 = off; multiplies ``U``'s output before the addition, Fig. 20);
         ``residual`` (False removes the shortcuts); ``dropout_rate``; ``dtype``;
         ``param_dtype``; ``scan_blocks``; ``remat``; ``bn_momentum``; ``use_scale`` (BN gamma);
-        ``pool_include_pad``; ``aux_logits`` (v3 only); ``kernel_init`` (convolutions) and
+        ``pool_include_pad``; ``aux_logits`` (v3 only); ``plain_block`` (what a block without
+        its shortcut computes, see :class:`~inception_jax.models.blocks.InceptionBlock`);
+        ``kernel_init`` (convolutions) and
         ``head_init`` (the logits layer): ``"he_truncated_normal"``, ``"glorot_uniform"`` or
         ``"lecun_normal"``, each network defaulting to its TF-slim arg scope.
         ``None`` values mean "the default".
@@ -261,14 +266,15 @@ def create_model(name: str, **overrides: Any) -> Inception:
         num_classes=kw["num_classes"],
         dropout_rate=float(kw["dropout_rate"]),
         residual=bool(kw["residual"]),
+        plain_block=_choice(kw["plain_block"], "plain_block", PLAIN_BLOCKS),
         aux_head=aux,
         scan_blocks=bool(kw["scan_blocks"]),
         remat=bool(kw["remat"]),
         bn_momentum=float(kw["bn_momentum"]),
         use_scale=bool(kw["use_scale"]),
         pool_include_pad=bool(kw["pool_include_pad"]),
-        kernel_init=_init_name(kw["kernel_init"], "kernel_init"),
-        head_init=_init_name(kw["head_init"], "head_init"),
+        kernel_init=_choice(kw["kernel_init"], "kernel_init", INITIALIZERS),
+        head_init=_choice(kw["head_init"], "head_init", INITIALIZERS),
         dtype=_dtype(kw["dtype"], "dtype"),
         param_dtype=_dtype(kw["param_dtype"], "param_dtype"),
     )

@@ -38,12 +38,15 @@ def get_base_config() -> ml_collections.ConfigDict:
     config.model.num_classes = placeholder(int)
     config.model.width = 1.0
     # None fields take the model's own default. `blocks` and `residual_scale` take one value or
-    # one per A/B/C stage (`--config.model.blocks=2`, `--config.model.residual_scale='(0.17,0.1,0.2)'`).
+    # one per A/B/C stage: `--config.model.blocks=2`,
+    # `--config.model.residual_scale='(0.17,0.1,0.2)'`.
     # Residual scale default: 0.17/0.10/0.20 per stage (TF-slim's inception_resnet_v2.py; paper
     # Sec. 3.3: 0.1-0.3).
     config.model.blocks = placeholder(object)
     config.model.residual_scale = placeholder(object)
     config.model.residual = placeholder(bool)
+    # residual=False: "conv_bn" (ReLU(BN(U(.))), the fair plain twin) | "scaled_projection".
+    config.model.plain_block = "conv_bn"
     # Convolution initialiser: None = the network's TF-slim default (He truncated normal for
     # Inception-v3/v4, Glorot uniform for the Inception-ResNets); "he_truncated_normal" |
     # "glorot_uniform" | "lecun_normal".

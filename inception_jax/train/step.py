@@ -229,8 +229,9 @@ def make_eval_step(
 ) -> Callable[[TrainState, Batch], dict[str, jax.Array]]:
     """Builds the jitted eval step `(state, batch) -> sums`.
 
-    Uses `ema_params` (and `ema_batch_stats` where kept) when EMA is on. `batch["mask"]` (optional) marks real examples; padded rows
-    contribute nothing, so summing the outputs over an epoch counts every example once.
+    Uses `ema_params` (and `ema_batch_stats` where kept) when EMA is on. `batch["mask"]`
+    (optional) marks real examples; padded rows contribute nothing, so summing the outputs over
+    an epoch counts every example once.
 
     Returns:
         The jitted step returning `count`, `loss_sum`, `top1_sum`, `top5_sum`.
