@@ -13,6 +13,8 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
+from absl import flags
+from ml_collections import config_flags
 from PIL import Image
 
 from inception_jax.data import pipeline, preprocess, preprocess_slim
@@ -384,3 +386,23 @@ def test_configs_choose_the_mode():
     assert SlimOptions.from_config(paper.data.inception) == SlimOptions()
     with pytest.raises(ValueError, match="unknown field"):
         SlimOptions.from_config({"max_attempt": 3})
+
+
+def test_cli_overrides_reach_the_slim_options():
+    argv = [
+        "prog",
+        f"--config={_CONFIGS / 'smoke.py'}",
+        "--config.data.preprocess=inception",
+        "--config.data.inception.max_attempts=10",
+        "--config.data.inception.aspect_ratio_range=(0.5,2.0)",
+        "--config.data.inception.brightness_first_prob=1.0",
+    ]
+    values = flags.FlagValues()
+    config_flags.DEFINE_config_file(
+        "config", None, "", flag_values=values, lock_config=True, sys_argv=argv
+    )
+    values(argv)
+    data = values.config.data
+    assert data.preprocess == "inception"
+    expected = SlimOptions(max_attempts=10, aspect_ratio_range=(0.5, 2.0), brightness_first_prob=1)
+    assert SlimOptions.from_config(data.inception) == expected
