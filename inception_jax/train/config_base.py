@@ -146,6 +146,9 @@ def get_imagenet_config(model_name: str, num_epochs: float = 160.0) -> ml_collec
     config.data.train_split = "train"
     config.data.eval_split = "validation"
     config.data.image_size = 299
+    # TF-slim's inception_preprocessing.py (the authors' released training code): slim's crop
+    # sampling, colour distortion, eval crop and resize. The small-scale configs keep "timm".
+    config.data.preprocess = "inception"
     config.train.batch_size = 256
     config.train.num_epochs = num_epochs
     config.train.log_every_steps = 100
