@@ -22,6 +22,13 @@ jax.config.update("jax_compilation_cache_dir", os.path.join("/tmp", "inception_j
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 
 
+def load_config(path: str = "configs/smoke.py"):
+    """A fresh config from a config file (default the smoke test's), as `--config=` loads it."""
+    from inception_jax.train.config_base import load_config_file
+
+    return load_config_file(path)
+
+
 class SyntheticPipeline:
     """Stands in for `inception_jax.data.pipeline`: a learnable deterministic 10-class dataset.
 

@@ -8,8 +8,8 @@ import pytest
 from inception_jax.models import create_model, get_model_def, list_models
 from inception_jax.models.blocks import InceptionBlock
 from inception_jax.models.ops import scale_block
-from inception_jax.models.scan_utils import stack_blocks, unstack_blocks
 from inception_jax.models.specs import IR_V2_A
+from inception_jax.models.variables import stack_blocks, unstack_blocks
 
 TINY = dict(width=0.125, num_classes=7)
 
