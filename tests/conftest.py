@@ -29,6 +29,21 @@ def load_config(path: str = "configs/smoke.py"):
     return load_config_file(path)
 
 
+def random_variables(model, size):
+    """Random `{"params", "batch_stats"}` of `model` (as a converted file holds them)."""
+    x = jax.ShapeDtypeStruct((1, size, size, 3), np.float32)
+    shapes = jax.eval_shape(lambda x: model.init(jax.random.key(0), x), x)
+    rng = np.random.default_rng(0)
+    params = jax.tree.map(
+        lambda s: rng.normal(0, 0.02, s.shape).astype(np.float32), shapes["params"]
+    )
+    stats = jax.tree_util.tree_map_with_path(
+        lambda path, s: np.full(s.shape, float(path[-1].key == "var"), np.float32),
+        shapes["batch_stats"],
+    )
+    return {"params": params, "batch_stats": stats}
+
+
 class SyntheticPipeline:
     """Stands in for `inception_jax.data.pipeline`: a learnable deterministic 10-class dataset.
 
