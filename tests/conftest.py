@@ -44,6 +44,18 @@ def random_variables(model, size):
     return {"params": params, "batch_stats": stats}
 
 
+def activation_stats(y) -> dict[str, float]:
+    """The per-block statistics of `models/stats.py`, computed by hand in float64."""
+    y = np.asarray(y, np.float64)
+    zero = y == 0
+    return {
+        "zero_frac": zero.mean(),
+        "dead_frac": zero.all(axis=(0, 1, 2)).mean(),
+        "mean": y.mean(),
+        "std": y.std(),
+    }
+
+
 class SyntheticPipeline:
     """Stands in for `inception_jax.data.pipeline`: a learnable deterministic 10-class dataset.
 

@@ -98,7 +98,7 @@ def test_benchmark_step_is_built_from_the_real_config(monkeypatch):
     changed = {k for k, v in _flat(config.to_dict()).items() if base_flat[k] != v}
     options = {"model.name", "model.num_classes", "model.width", "model.blocks",
                "data.image_size", "train.batch_size", "train.num_steps"}  # fmt: skip
-    assert changed == options
+    assert changed <= options, changed - options
     assert config.model.blocks == (1, 1, 1) and exp.steps_per_epoch == jax_bench.STEPS_PER_EPOCH
 
 

@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from inception_jax.models.inputs import normalize
 from inception_jax.train import metrics as metrics_lib
 from inception_jax.train import weights
 
@@ -43,7 +44,6 @@ def checkpoint_stats(
         global pooling, `[B, H, W, C]`); `logits`.
     """
     from inception_jax.train import setup
-    from inception_jax.train.step import normalize
 
     if batch_norm not in ("batch", "running"):
         raise ValueError(f"batch_norm={batch_norm!r}: choose 'batch' or 'running'")

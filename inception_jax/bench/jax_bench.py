@@ -155,12 +155,6 @@ class JaxModelBench:
         """The run's jitted eval step (not compiled yet)."""
         return step_lib.make_eval_step(self.exp.model, self.config, self.mesh)
 
-    def compile_train(self, state: Any, batch: dict) -> tuple[Any, dict[str, Any]]:
-        return _compile(self.train_step(), state, batch)
-
-    def compile_eval(self, state: Any, batch: dict) -> tuple[Any, dict[str, Any]]:
-        return _compile(self.eval_step(), state, batch)
-
 
 def _compile(step: Any, *args: Any) -> tuple[Any, dict[str, Any]]:
     # CPU seconds of this process too: on a loaded host they vary far less than wall time.
@@ -256,21 +250,20 @@ def bench_model(name: str, opts: BenchOptions, mesh: Any) -> dict[str, Any]:
     elif scanned:
         flops_source = "lowered (scan: counts one block per repeated stage)"
     row["flops_source"] = flops_source
-    eval_compiled = None
-    if opts.eval:
-        eval_compiled, info = bench.compile_eval(state, batch)
-        row["eval"] = info
+    compiled: dict[str, Any] = {}
+    for phase, make_step, gflop_key in (
+        ("eval", bench.eval_step, "fwd_gflop_per_image"),
+        ("train", bench.train_step, "train_gflop_per_image"),
+    ):
+        if not getattr(opts, phase):
+            continue
+        compiled[phase], info = _compile(make_step(), state, batch)
+        row[phase] = info
         if flops_source == "unrolled lowering":
-            info["flops_scan_lowered"], info["flops"] = info["flops"], fixed["eval"]
+            info["flops_scan_lowered"], info["flops"] = info["flops"], fixed[phase]
         if info["flops"]:
-            row["fwd_gflop_per_image"] = info["flops"] / batch_size / 1e9
-    if opts.train:
-        train_compiled, info = bench.compile_train(state, batch)
-        row["train"] = info
-        if flops_source == "unrolled lowering":
-            info["flops_scan_lowered"], info["flops"] = info["flops"], fixed["train"]
-        if info["flops"]:
-            row["train_gflop_per_image"] = info["flops"] / batch_size / 1e9
+            row[gflop_key] = info["flops"] / batch_size / 1e9
+    eval_compiled, train_compiled = compiled.get("eval"), compiled.get("train")
 
     holder = {"state": state}
     del state
@@ -315,7 +308,7 @@ def _fits(bench: JaxModelBench, state: Any, batch_size: int) -> tuple[bool, Any]
     batch = None
     try:
         batch = synthetic_batch(bench.mesh, batch_size, bench.opts.image_size, bench.opts.seed)
-        compiled, _ = bench.compile_train(state, batch)
+        compiled, _ = _compile(bench.train_step(), state, batch)
         for _ in range(2):
             state, metrics = compiled(state, batch)
         jax.block_until_ready((state, metrics))
