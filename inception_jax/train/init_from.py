@@ -119,6 +119,10 @@ def init_from_config(state: Any, config: Any, mesh: Mesh) -> Any:
     Returns:
       ``state`` unchanged when ``config.init_from`` is empty; else with parameters and batch
       statistics (and EMA parameters, when kept) replaced as ``init_from_parts`` says.
+
+    Raises:
+      FileNotFoundError: no weights at ``config.init_from``. ValueError: a bad
+        ``init_from_parts``, or (InitFromMismatchError) weights that do not fit the model.
     """
     path = config.get("init_from")
     if not path:
