@@ -111,3 +111,16 @@ def test_run_starts_from_another_runs_checkpoint(tmp_path, synthetic_data):
     body = {k: v for k, v in state.params.items() if k != "logits"}
     _assert_tree_equal(body, {k: v for k, v in saved["params"].items() if k != "logits"})
     assert flat_shapes(state.params) == flat_shapes(saved["params"])
+
+
+def test_command_line_sets_the_fields():
+    from absl import flags
+    from ml_collections import config_flags
+
+    argv = ["prog", "--config=configs/smoke.py", "--config.init_from=weights/irv2",
+            "--config.init_from_parts=backbone"]  # fmt: skip
+    values = flags.FlagValues()
+    config_flags.DEFINE_config_file("config", None, "", flag_values=values, sys_argv=argv)
+    values(argv)
+    assert (values.config.init_from, values.config.init_from_parts) == ("weights/irv2", "backbone")
+    assert load_config().init_from is None  # Unset: a fresh start.
