@@ -21,7 +21,7 @@ import numpy as np
 from absl import logging
 
 from inception_jax.train import checkpoint as checkpoint_lib
-from inception_jax.train import config_check, distributed, setup, sharding
+from inception_jax.train import config_check, distributed, init_from, setup, sharding
 from inception_jax.train import metrics as metrics_lib
 from inception_jax.train import step as step_lib
 from inception_jax.train.evaluate import evaluate
@@ -85,6 +85,7 @@ def train_and_evaluate(
     state, data_state, start = ckpt.restore(exp.abstract_state(config.seed), mesh)
     if state is None:
         state, start = exp.init_state(jax.random.PRNGKey(config.seed)), 0
+        state = init_from.init_from_config(state, config, mesh)
     state = exp.with_config_hparams(state)
     metrics_lib.write_json(f"{workdir}/config.json", config.to_dict())
     train_iter = pipeline.create_train_iterator(
