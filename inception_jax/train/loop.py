@@ -125,7 +125,6 @@ def _train(config, workdir, exp, claim, step_hooks) -> dict[str, Any]:
     state, data_state, start = ckpt.restore(exp.abstract_state(config.seed), mesh)
     if state is None:
         state, start = exp.init_state(jax.random.PRNGKey(config.seed)), 0
-    claim.record_start(start)
     train_iter = pipeline.create_train_iterator(
         config.data,
         t.batch_size,
@@ -135,6 +134,7 @@ def _train(config, workdir, exp, claim, step_hooks) -> dict[str, Any]:
     )
     if data_state is not None:
         train_iter.set_state(data_state)
+    claim.record_start(start)  # Once everything that can refuse the resumed state has run.
 
     train_step = step_lib.make_train_step(exp.model, exp.tx, exp.schedule, config, mesh)
     stats_step = None
