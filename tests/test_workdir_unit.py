@@ -203,3 +203,15 @@ def test_predict_top_k_must_be_positive(capsys):
         interop_cli.main(["predict", "--weights", "/nowhere", "x.png", "--top-k", "-1"])
     assert e.value.code == 2
     assert "--top-k: -1 is below 1" in capsys.readouterr().err
+
+
+def test_lock_tells_another_holder_from_this_process(tmp_path):
+    """Checkpoint readers (evaluation during training) must not clean up a live run's saves."""
+    assert not workdir.held_by_another_process(str(tmp_path))
+    lock = workdir.WorkdirLock(str(tmp_path))
+    lock.acquire()
+    assert not workdir.held_by_another_process(str(tmp_path))  # This process is the writer.
+    (tmp_path / workdir.LOCK_NAME).write_text("pid 1 on another-host, started now")
+    assert workdir.held_by_another_process(str(tmp_path))
+    lock.release()
+    assert not workdir.held_by_another_process(str(tmp_path))

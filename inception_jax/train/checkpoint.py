@@ -27,6 +27,7 @@ from absl import logging
 from jax.sharding import Mesh
 
 from inception_jax.train import sharding
+from inception_jax.train import workdir as workdir_lib
 
 
 class StateMismatchError(ValueError):
@@ -124,7 +125,9 @@ class Checkpointer:
             options=ocp.CheckpointManagerOptions(
                 max_to_keep=keep,
                 enable_async_checkpointing=async_save,
-                cleanup_tmp_directories=True,
+                # Not while another process trains here (evaluating during training): the
+                # temporary directories are its saves in progress.
+                cleanup_tmp_directories=not workdir_lib.held_by_another_process(workdir),
             ),
         )
 

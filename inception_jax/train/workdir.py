@@ -195,6 +195,23 @@ class WorkdirLock:
         self._fd = None
 
 
+def held_by_another_process(workdir: str) -> bool:
+    """Whether a live process other than this one holds `workdir`'s lock (a run is writing)."""
+    try:
+        fd = os.open(os.path.join(workdir, LOCK_NAME), os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return not _read_fd(fd).startswith(f"pid {os.getpid()} on {socket.gethostname()},")
+    except OSError:
+        return False
+    finally:
+        os.close(fd)  # Also drops the shared lock taken to test it.
+    return False
+
+
 def _read_fd(fd: int) -> str:
     return os.pread(fd, 4096, 0).decode(errors="replace").strip()
 
