@@ -118,7 +118,13 @@ def _report_finished(workdir: str, summary: dict[str, Any]) -> None:
         )
 
 
-def _train(config, workdir, exp, claim, step_hooks) -> dict[str, Any]:
+def _train(
+    config: Any,
+    workdir: str,
+    exp: setup.Experiment,
+    claim: workdir_lib.Claim,
+    step_hooks: Sequence[StepHook],
+) -> dict[str, Any]:
     mesh, t = exp.mesh, config.train
     pipeline = setup.data_module()
     ckpt = checkpoint_lib.Checkpointer(workdir, keep=t.keep_checkpoints)
