@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import socket
+import urllib.parse
 from typing import Any
 
 import tensorflow_datasets as tfds
@@ -45,6 +47,22 @@ def _manual_error(builder: tfds.core.DatasetBuilder, name: str, manual_dir: epat
     )
 
 
+def _check_reachable(builder: tfds.core.DatasetBuilder, name: str) -> None:
+    """Fails at once when a download server is unreachable: TFDS would retry for minutes."""
+    for url in sorted(builder.url_infos or {}):
+        parsed = urllib.parse.urlparse(url)
+        port = parsed.port or (80 if parsed.scheme == "http" else 443)
+        try:
+            socket.create_connection((parsed.hostname, port), timeout=10).close()
+        except OSError as e:
+            raise FileNotFoundError(
+                f"Dataset {name!r} is not prepared in {builder.data_dir_root} and cannot be "
+                f"downloaded: {parsed.hostname} is unreachable ({e.strerror or e}). Prepare it "
+                f"where there is network access (`tfds build {name} --file_format=array_record`) "
+                "and copy it there, or point --config.data.data_dir at a prepared copy."
+            ) from None
+
+
 def get_dataset_builder(data_cfg: Any) -> tfds.core.DatasetBuilder:
     """Returns the TFDS builder of `data_cfg.name`, preparing it on first use if possible.
 
@@ -76,6 +94,7 @@ def get_dataset_builder(data_cfg: Any) -> tfds.core.DatasetBuilder:
         files = _MANUAL_FILES.get(_base_name(name), ())
         if not manual_dir.exists() or any(not (manual_dir / f).exists() for f in files):
             raise FileNotFoundError(_manual_error(builder, name, manual_dir))
+    _check_reachable(builder, name)
     logging.info("Preparing %s in %s (first use)", name, builder.data_dir_root)
     builder.download_and_prepare()
     return builder
