@@ -13,8 +13,9 @@
   images the same file shipped inside `tensorflow_datasets`.
 
 Classes are the sorted wnids of the training set (the standard order: label 0 is n01440764, as in
-TFDS, timm and torchvision). Examples are ordered by (class, file name) for train and by file name
-for validation; the pipeline shuffles. Images stay encoded: the preprocessing decodes them (with
+TFDS, timm and torchvision). Training examples take the classes in turn (so a prefix, as
+`num_train_examples` takes, covers every class evenly); validation examples are in file-name
+order; the pipeline shuffles. Images stay encoded: the preprocessing decodes them (with
 JPEG draft decoding), and handles ImageNet's odd files (22 CMYK JPEGs, one PNG named `.JPEG`,
 greyscale JPEGs) by converting to RGB.
 
@@ -244,8 +245,26 @@ def _cached_tar_index(data_dir: str, key: str, tar_path: str, build: Any) -> Ind
     return index
 
 
+def _interleaved(index: Index) -> Index:
+    """The classes taken in turn (1st image of each class, then the 2nd, ...), so that the first N
+    examples (`num_train_examples`) cover every class evenly, as a prefix of TFDS's shuffled
+    split does; deterministic, so resumed runs see the same order."""
+    by_label = np.argsort(index.labels, kind="stable")
+    labels = index.labels[by_label]
+    counts = np.bincount(labels)
+    rank = np.arange(len(labels)) - (np.cumsum(counts) - counts)[labels]  # position in class
+    order = by_label[np.lexsort((labels, rank))]
+    pick = lambda a: None if a is None else a[order]  # noqa: E731
+    names = tuple(index.names[i] for i in order)
+    return Index(index.root, names, index.labels[order], pick(index.offsets), pick(index.sizes))
+
+
 @functools.lru_cache(maxsize=8)  # the pipeline opens each split several times per run
 def _train_index(data_dir: str, wnids: tuple[str, ...]) -> Index:
+    return _interleaved(_train_index_by_class(data_dir, wnids))
+
+
+def _train_index_by_class(data_dir: str, wnids: tuple[str, ...]) -> Index:
     train_dir = os.path.join(data_dir, "train")
     if os.path.isdir(train_dir):
         names, labels = [], []
