@@ -74,7 +74,7 @@ def test_startup_message_and_summary_rate(tmp_path, synthetic_data, capsys):
     out = capsys.readouterr().out
     assert "Starting at step 0 of 3" in out
     assert "model inception_resnet_v2_paper: " in out and " parameters, 10 classes, 75 px" in out
-    assert "batch 8 global, 1 per device, on 8 devices (cpu; cpu) in 1 process(es)" in out
+    assert "batch 8 global, 1 per device, on 8 cpu devices (cpu) in 1 process\n" in out
     assert f"data shapes10: {synthetic_data.num_train} train / 20 eval examples" in out
     assert "\r" not in out
     # Steps 2 and 3 only: faster than all three steps with the compile.

@@ -107,7 +107,8 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
     )
     result["dataset"] = {"name": data_cfg.name, "data_dir": data_cfg.get("data_dir"),
                          "split": data_cfg.eval_split}  # fmt: skip
-    crops = f"{args.protocol} ({result['crops_per_image']} crops/image, {image_size} px)"
+    n = result["crops_per_image"]
+    crops = f"{args.protocol} ({n} crop{'s' if n > 1 else ''} per image, {image_size} px)"
     for m in result["members"]:
         print(f"{crops}  {m['name']}: top-1 {m['top1']:.4f}  top-5 {m['top5']:.4f}")
     if len(members) > 1:

@@ -288,9 +288,10 @@ def startup_message(config: Any, exp: Any, state: Any, mesh: Any, start: int, wo
             f"({exp.steps_per_epoch} steps/epoch, {epochs:.4g} epochs) in {workdir}",
             f"  model {config.model.name}: {params:,} parameters, {exp.num_classes} classes, "
             f"{config.data.image_size} px, {config.model.dtype}",
-            f"  batch {batch} global, {batch // max(len(devices), 1)} per device, "
-            f"on {len(devices)} devices ({', '.join(kinds)}; {devices[0].platform}) "
-            f"in {jax.process_count()} process(es)",
+            f"  batch {batch} global, {batch // max(len(devices), 1)} per device, on "
+            f"{len(devices)} {devices[0].platform} device{'s' if len(devices) > 1 else ''} "
+            f"({', '.join(kinds)}) in {jax.process_count()} "
+            f"process{'es' if jax.process_count() > 1 else ''}",
             f"  data {config.data.name}: {exp.num_train:,} train / {exp.num_eval:,} eval examples",
         ]
     )
