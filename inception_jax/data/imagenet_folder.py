@@ -65,7 +65,6 @@ class _Info:
     """The part of `tfds.core.DatasetInfo` the pipeline reads: `features[key].num_classes`."""
 
     features: dict[str, Any]
-    splits: dict[str, int]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -145,15 +144,7 @@ class ImageNetFolder:
             )
         self.wnids = _train_wnids(self.data_dir)
         names = tuple(self.wnids)
-        self.info = _Info(
-            features={"label": _Feature(len(names), names)}, splits={"train": -1, "val": -1}
-        )
-        self.data_dir_root = self.data_dir
-        self.MANUAL_DOWNLOAD_INSTRUCTIONS = ""
-
-    def is_prepared(self) -> bool:
-        """Always True: the files are read as they are."""
-        return True
+        self.info = _Info(features={"label": _Feature(len(names), names)})
 
     def index(self, split: str) -> Index:
         """The (cached) index of `split` ('train', 'validation' or 'val')."""

@@ -15,6 +15,9 @@ softmax outputs):
   portrait image); from each square the 4 corner and the central S x S crops and the square
   resized to S; each with its mirror. 4 x 3 x 6 x 2 = 144.
 
+Every resize is bilinear, as in the training pipeline (timm evaluates the released weights with a
+bicubic resize, so its single-crop figures can differ slightly from `single` here).
+
 Every resized side is rounded to the nearest integer `n` with `n - S` even, so that every box is
 whole pixels and the central box is exactly central: then the crops of a horizontally flipped
 image are the mirror images of the original's crops (PIL's resize is mirror-exact), and a
