@@ -154,11 +154,10 @@ def _train(
     guard = distributed.StepGuard.for_run()  # Several processes: aligned compiles, watchdog.
     if guard is not None:
         train_step, stats_step, eval_step = guard.wrap(train_step, stats_step, eval_step)
-    writer = metrics_lib.MetricWriter(workdir, start, exp.total_steps, t.progress_bar)
-    writer.log(
-        f"{'Resuming from' if start else 'Starting at'} step {start} of {exp.total_steps} "
-        f"({exp.steps_per_epoch} steps/epoch, {len(mesh.devices.flat)} devices) in {workdir}"
+    writer = metrics_lib.MetricWriter(
+        workdir, start, exp.total_steps, t.progress_bar, batch_size=t.batch_size
     )
+    writer.log(metrics_lib.startup_message(config, exp, state, mesh, start, workdir))
 
     death = None
     if config.get("death") is not None:
@@ -206,7 +205,8 @@ def _train(
             stop_reason=run.reason,
             skipped_steps=int(run.state.skipped_steps),
             train_time_s=run.train_time,
-            images_per_sec=run.images / max(run.train_time, 1e-9),
+            # Steady state (compiling and evaluating steps left out) where measured.
+            images_per_sec=writer.images_per_sec() or run.images / max(run.train_time, 1e-9),
             model=config.model.name,
             dataset=config.data.name,
         )
