@@ -26,6 +26,7 @@ import os
 import queue
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -192,6 +193,42 @@ def _run_subprocesses(todo: list[Run], scale: str, workers: int, gpus: int) -> N
         list(pool.map(launch, todo))
 
 
+def run_time_sliced(todo: list[Run], scale: str, slice_s: float, root: str) -> None:
+    """Round-robin: each unfinished run trains for `slice_s` seconds, then is preempted.
+
+    SIGTERM makes a run checkpoint and exit (see README, "Reliability"); the next round resumes
+    it from there. On a machine too small for the whole sweep, every run advances together and
+    an interruption leaves all of them resumable, instead of a few finished and the rest not
+    started. Each resume loads its compiled programs from the persistent compilation cache.
+    """
+    env = dict(os.environ)
+    env.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(root, ".jax_cache"))
+    env.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "1")
+    todo, rounds = list(todo), 0
+    while todo:
+        rounds += 1
+        for run in list(todo):
+            existed = os.path.isdir(run.workdir)
+            _write_overrides(run)
+            print(f"[sweep] round {rounds}: {run.name} for {slice_s:.0f} s", flush=True)
+            with open(os.path.join(run.workdir, "stdout.log"), "a") as log:
+                proc = subprocess.Popen(
+                    command(run, scale), env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT
+                )
+                try:
+                    rc = proc.wait(timeout=slice_s)
+                except subprocess.TimeoutExpired:
+                    proc.send_signal(signal.SIGTERM)  # Checkpoint at the current step, exit 0.
+                    rc = proc.wait()
+            if is_finished(run.workdir):
+                print(f"[sweep] finished {run.name}", flush=True)
+                todo.remove(run)
+            elif rc != 0:
+                _remove_if_unstarted(run.workdir, existed)
+                print(f"[sweep] FAILED {run.name}: exit {rc} (see its stdout.log)", flush=True)
+                todo.remove(run)
+
+
 def _enable_compilation_cache(root: str) -> None:
     # Runs differing only in seed compile to the same programs: reuse them across runs.
     import jax
@@ -202,7 +239,12 @@ def _enable_compilation_cache(root: str) -> None:
 
 
 def run_sweep(
-    sweep: str, root: str, scale: str = "small", parallel: str = "auto", only: str = ""
+    sweep: str,
+    root: str,
+    scale: str = "small",
+    parallel: str = "auto",
+    only: str = "",
+    slice_minutes: float = 0.0,
 ) -> list[Run]:
     """Runs every unfinished run of `sweep`; returns all its runs.
 
@@ -213,6 +255,8 @@ def run_sweep(
         parallel: `auto` (one subprocess per GPU if several, else sequential in-process),
             `1`/`sequential`, or N concurrent subprocesses.
         only: comma-separated substrings; if given, only runs whose name contains one are run.
+        slice_minutes: > 0: run the unfinished runs round-robin, this long each per round
+            (`run_time_sliced`), in subprocesses.
     """
     runs = expand(sweep, root, scale)
     wanted = [w for w in only.split(",") if w]
@@ -232,7 +276,9 @@ def run_sweep(
         workers = 1
     else:
         workers = _parallel(parallel)
-    if workers > 1:
+    if slice_minutes > 0:
+        run_time_sliced(todo, scale, 60.0 * slice_minutes, root)
+    elif workers > 1:
         _run_subprocesses(todo, scale, workers, gpus if gpus > 1 else 0)
     else:
         _enable_compilation_cache(root)
@@ -368,6 +414,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--aggregate_only", action="store_true", help="only aggregate the workdirs")
     p.add_argument("--only", default="", help="run only runs whose name contains one of these")
     p.add_argument("--no_aggregate", action="store_true")
+    p.add_argument(
+        "--slice_minutes",
+        type=float,
+        default=0.0,
+        help="run the runs round-robin, this many minutes each per round (preempt, resume)",
+    )
     args = p.parse_args(argv)  # Argument errors exit 2 before anything is created.
     root_existed = os.path.isdir(args.root)
     try:
@@ -393,7 +445,7 @@ def _main(args: argparse.Namespace) -> None:
         print(f"[sweep] wrote {path}: sbatch {path}")
         return
     if not args.aggregate_only:
-        run_sweep(args.sweep, args.root, args.scale, args.parallel, args.only)
+        run_sweep(args.sweep, args.root, args.scale, args.parallel, args.only, args.slice_minutes)
     if not args.no_aggregate:
         from experiments import report
 

@@ -51,6 +51,7 @@ def get_base_config() -> ml_collections.ConfigDict:
     # Inception-v3/v4, Glorot uniform for the Inception-ResNets); "he_truncated_normal" |
     # "glorot_uniform" | "lecun_normal".
     config.model.kernel_init = placeholder(str)
+    config.model.head_init = placeholder(str)  # The logits layer's; None: the network's default.
     config.model.dropout_rate = 0.2
     config.model.dtype = "float32"  # "bfloat16": bf16 compute with float32 parameters.
     config.model.param_dtype = "float32"

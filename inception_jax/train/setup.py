@@ -88,8 +88,9 @@ def build_experiment(config: Any, mesh: Mesh | None = None, info: Any = None) ->
     mesh = mesh or sharding.create_mesh()
     info = info or data_module().dataset_info(config.data)
     num_classes = config.model.num_classes or info.num_classes
-    num_train = config.data.num_train_examples or info.num_train
-    num_eval = config.data.num_eval_examples or info.num_eval
+    # A cap larger than the split is not the split's size.
+    num_train = min(config.data.num_train_examples or info.num_train, info.num_train)
+    num_eval = min(config.data.num_eval_examples or info.num_eval, info.num_eval)
     batch_size = config.train.batch_size
     steps_per_epoch = max(1, num_train // batch_size)
     if config.train.num_steps:
