@@ -207,6 +207,7 @@ def _train(
             train_time_s=run.train_time,
             # Steady state (compiling and evaluating steps left out) where measured.
             images_per_sec=writer.images_per_sec() or run.images / max(run.train_time, 1e-9),
+            **writer.throughput.timing(),
             model=config.model.name,
             dataset=config.data.name,
         )

@@ -136,6 +136,7 @@ class Throughput:
         self._last = clock()
         self._skip = True  # the first step after start or resume compiles the train step
         self.images, self.seconds = 0, 0.0
+        self.first_step_s: float | None = None  # Wall time of that first step, compile included.
 
     def skip_current(self) -> None:
         """Leaves the running step out of the rate."""
@@ -144,6 +145,8 @@ class Throughput:
     def step_done(self) -> None:
         """Ends the running step."""
         now = self._clock()
+        if self.first_step_s is None:
+            self.first_step_s = now - self._last
         if not self._skip:
             self.images += self.batch_size
             self.seconds += now - self._last
@@ -152,6 +155,16 @@ class Throughput:
     def images_per_sec(self) -> float | None:
         """The steady-state rate, or None before any steady step."""
         return self.images / self.seconds if self.seconds > 0 else None
+
+    def timing(self) -> dict[str, float]:
+        """`first_step_s` (compile included) and `steady_step_s`, where measured: the first
+        minus the steady one estimates what this process spent compiling its train step."""
+        out = {}
+        if self.first_step_s is not None:
+            out["first_step_s"] = self.first_step_s
+        if self.seconds > 0:
+            out["steady_step_s"] = self.seconds * self.batch_size / self.images
+        return out
 
 
 class MetricWriter:
