@@ -103,3 +103,90 @@ def run_name(overrides: Overrides) -> str:
             continue
         parts.append(f"{key.rsplit('.', 1)[-1]}{_short(value)}")
     return "-".join(parts)
+
+
+# --- GPU protocol sizing ---
+# Owned by the study-report helper (experiments/report.py, experiments/gpu_death_study.*).
+
+# Report kind of each sweep (experiments.report: `death` = death map, `convergence` = curves with
+# bands and ratios). A sweep function may instead carry a `kind` attribute, which wins.
+REPORT_KINDS = {
+    "residual_scale": "death",
+    "death_map": "death",
+    "death_map_gpu": "death",
+    "residual_vs_plain": "convergence",
+    "convergence": "convergence",
+}
+
+# The death protocol on one H100/H200 (experiments/gpu_death_study.sh): the CPU study's networks
+# (small scale: shapes10, 75 px, batch 32), full depth, the paper's RMSProp without clipping,
+# statistics every 10 steps, stop on death. Arms in priority order: the budget runner
+# (experiments/gpu_death_study.py) runs them in this order and drops what does not fit.
+GPU_DEATH = {
+    "model": "inception_resnet_v2_paper",
+    "blocks": (5, 10, 5),
+    "widths": (0.5, 0.375),  # 1072 and 804 filters in the C stage: above and below ~1000.
+    "scales": (1.0, 0.1, 0.3, 0.2),  # Extremes first.
+    "base_lr": 0.045,  # per 32 images (base_config small), times the multipliers below.
+    "lr_multipliers": (1.0, 2.0),
+    "gradient_delays": (0, 4),  # Simulated asynchrony (train.gradient_delay), at width 0.5.
+    "control": {"width": 0.5, "scale": 1.0, "lr_multiplier": 4.0},  # Must die (pilot: step 30).
+    "seeds": (0, 1, 2),
+    "num_steps": 1000,
+    "stats_every_steps": 10,
+}
+
+
+def _gpu_run(width: float, scale: float, lr_mult: float, delay: int, seed: int) -> Overrides:
+    g = GPU_DEATH
+    overrides: Overrides = {
+        "model.name": g["model"],
+        "model.width": width,
+        "optimizer.learning_rate": round(g["base_lr"] * lr_mult, 6),
+        "model.residual_scale": scale,
+        "seed": seed,
+        "model.blocks": g["blocks"],
+        "train.num_steps": g["num_steps"],
+        "train.stats_every_steps": g["stats_every_steps"],
+        "death.stop_on_death": True,
+    }
+    if delay:  # Left out at 0, so the protocol also runs on configs without the field.
+        overrides["train.gradient_delay"] = delay
+    return overrides
+
+
+def death_map_gpu(scale: str = "small") -> Iterator[Overrides]:
+    """The GPU death protocol (`GPU_DEATH`), arms in priority order; `tiny` shrinks it for tests.
+
+    Order: the positive control; seed 0 of width x scale at the base rate; seed 0 of the other
+    learning-rate multipliers and gradient delays (widest network, extreme scales); then the
+    other seeds (the control keeps one seed: it only has to show that the detector fires).
+    `tiny` (tests): width 0.125, blocks (1, 1, 1), 6 steps, the control and scale 0.2, 2 seeds.
+    """
+    g = GPU_DEATH
+    c = g["control"]
+    base = g["lr_multipliers"][0]
+    if scale == "tiny":
+        arms = [(0.125, c["scale"], c["lr_multiplier"], 0), (0.125, 0.2, base, 0)]
+        seeds = g["seeds"][:2]
+    else:
+        w0, extremes = g["widths"][0], g["scales"][:2]
+        arms = [(c["width"], c["scale"], c["lr_multiplier"], 0)]
+        arms += [(w, s, base, 0) for w in g["widths"] for s in g["scales"]]
+        arms += [(w0, s, m, 0) for m in g["lr_multipliers"][1:] for s in extremes]
+        arms += [(w0, s, base, d) for d in g["gradient_delays"][1:] for s in extremes]
+        seeds = g["seeds"]
+    for seed in seeds:
+        for i, (width, s, mult, delay) in enumerate(arms):
+            if seed != seeds[0] and i == 0:
+                continue
+            overrides = _gpu_run(width, s, mult, delay, seed)
+            if scale == "tiny":
+                overrides.update({"model.blocks": (1, 1, 1), "train.num_steps": 6})
+                overrides["train.stats_every_steps"] = 1
+            yield overrides
+
+
+death_map_gpu.kind = "death"
+SWEEPS["death_map_gpu"] = death_map_gpu
+# --- end GPU protocol sizing ---
