@@ -144,15 +144,19 @@ CELL_KEYS = (
 )
 
 
-def cell_keys(df: pd.DataFrame) -> list[str]:
-    """The override keys defining a cell of the death map: those varying across runs, no seed.
+# Override keys that vary across runs without being a treatment (the budget): never a cell.
+NOT_CELL_KEYS = ("seed", "train.num_steps")
 
-    Width and residual scale are always included.
+
+def cell_keys(df: pd.DataFrame) -> list[str]:
+    """The override keys defining a cell of the death map: those varying across runs.
+
+    Width and residual scale are always included; seed and the step budget never are.
     """
     overrides = {k for run in df.attrs["runs"].values() for k in run.overrides}
     keys = []
     for key in [*CELL_KEYS, *sorted(overrides - set(CELL_KEYS))]:
-        if key not in df or key == "seed" or key in keys:
+        if key not in df or key in NOT_CELL_KEYS or key in keys:
             continue
         values = df[key].map(_hashable)
         if key in ("model.width", "model.residual_scale") or values.nunique(dropna=False) > 1:
@@ -437,7 +441,8 @@ def ratio_table(runs_table: pd.DataFrame, target: float, n_boot: int = 10_000) -
 
     The 95% interval resamples seeds within each arm (`runs_lib.bootstrap_ratio`, 10,000
     resamples, rng seed 0). Censored runs enter at their last evaluated step: a censored plain
-    run makes the ratio a lower bound, a censored residual run an upper bound (`note`).
+    run makes the ratio a lower bound, a censored residual run an upper bound (`note`); with
+    censored runs in both arms the ratio is left out (NaN).
     """
     col = f"steps_to_top1_{target:g}"
     rows = []
@@ -448,9 +453,13 @@ def ratio_table(runs_table: pd.DataFrame, target: float, n_boot: int = 10_000) -
             continue
         ratio, lo, hi = runs_lib.bootstrap_ratio(a[col], b[col], n_boot=n_boot, seed=0)
         notes = []
-        if a["censored"].any():
+        if a["censored"].any() and b["censored"].any():
+            # Bounds in both directions: the ratio says nothing.
+            ratio = lo = hi = float("nan")
+            notes.append("censored runs in both arms: no estimate")
+        elif a["censored"].any():
             notes.append(f"{int(a['censored'].sum())} plain run(s) censored: lower bound")
-        if b["censored"].any():
+        elif b["censored"].any():
             notes.append(f"{int(b['censored'].sum())} residual run(s) censored: upper bound")
         rows.append(
             {
