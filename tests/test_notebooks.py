@@ -21,10 +21,11 @@ from experiments import sweep  # noqa: E402
 NOTEBOOKS = {
     "activation_statistics.ipynb": {
         "zero_frac_per_block",
+        "block_dead_frac",
         "branch_ratio_grad_norm",
         "pre_pool_dead_vs_living",
     },
-    "convergence.ipynb": {"convergence"},
+    "convergence.ipynb": {"convergence", "steps_to_target"},
 }
 
 
