@@ -17,5 +17,4 @@ from inception_jax.train.config_base import get_imagenet_config
 def get_config():
     """Returns the ImageNet inception_resnet_v1 config."""
     config = get_imagenet_config("inception_resnet_v1_paper")
-    config.model.residual_scale = 0.2  # Sec. 3.3: residuals scaled by 0.1-0.3.
     return config

@@ -19,7 +19,6 @@ def get_config():
     config.model.name = "inception_resnet_v2_paper"
     config.model.width = 0.25
     config.model.blocks = (1, 1, 1)
-    config.model.residual_scale = 0.2
     config.model.dropout_rate = 0.0
     # The paper's 0.9997 needs ~10k steps to settle; a 500-step run evaluates with 0.99.
     config.model.bn_momentum = 0.99

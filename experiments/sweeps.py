@@ -83,9 +83,107 @@ def residual_vs_plain(scale: str = "small") -> Iterator[Overrides]:
         yield overrides
 
 
+# The death protocol (issue 11): full-depth Inception-ResNet-v2 (paper, 5/10/5 blocks) on the
+# corrected recipe: the paper's RMSProp (decay 0.9, momentum 0.9, epsilon 1.0) without clipping,
+# 0.045 per replica of 32 images (the paper's replicas; `optimizer.lr_base_batch_size=32`),
+# x0.94 every two epochs, no warm-up, TF-slim initialisation and weight decay, dropout 0.2
+# (keep 0.8), statistics every 10 steps, stopping at pre-pool death. 75 px, batch 32 (one
+# replica's batch). Calibrated on the pilot in shared/docs/study-pilot.md.
+DEATH_PROTOCOL: Overrides = {
+    "model.blocks": (5, 10, 5),
+    "model.dropout_rate": 0.2,
+    "train.num_steps": 1000,
+    "train.log_every_steps": 10,
+    "train.stats_every_steps": 10,
+    "train.checkpoint_every_steps": 100,
+    "optimizer.schedule": "staircase_exponential",
+    "optimizer.clip": "none",
+    "death.stop_on_death": True,
+}
+PAPER_LR = 0.045
+# (width, residual scale, learning-rate multiplier, gradient delay, seeds), in the order run:
+# the cheap, decisive arms first, so an interrupted search has the informative runs.
+DEATH_ARMS = {
+    "small": (
+        (0.5, 1.0, 1.0, 0, (0,)),
+        (0.5, 1.0, 4.0, 0, (0,)),  # Positive control: must die.
+        (0.375, 1.0, 1.0, 0, (0,)),
+        (0.5, 1.0, 0.25, 0, (0,)),  # The paper: a lower rate did not help.
+        (0.5, 0.1, 1.0, 0, (0,)),
+        (0.375, 0.1, 1.0, 0, (0,)),
+        (0.5, 0.3, 1.0, 0, (0,)),
+        (0.5, 0.2, 1.0, 0, (0,)),
+        (0.375, 0.3, 1.0, 0, (0,)),
+        (0.375, 0.2, 1.0, 0, (0,)),
+        (0.5, 0.1, 0.25, 0, (0,)),
+        (0.5, 1.0, 1.0, 0, (1, 2)),
+        (0.5, 0.1, 1.0, 0, (1, 2)),
+        (0.375, 1.0, 1.0, 4, (0,)),  # Stale gradients (simulated asynchronous replicas).
+        (0.375, 0.1, 1.0, 4, (0,)),
+    ),
+    "tiny": ((0.125, 1.0, 1.0, 0, (0,)), (0.125, 0.1, 1.0, 2, (0,))),
+}
+
+
+def death_map(scale: str = "small") -> Iterator[Overrides]:
+    """Width x residual scale x learning-rate multiplier x gradient delay x seed, IR-v2 paper."""
+    protocol = dict(DEATH_PROTOCOL)
+    if scale == "tiny":  # Tests and CI: the smoke-sized network, a few steps.
+        protocol.update({"model.blocks": (1, 1, 1), "train.num_steps": 4})
+        protocol.update({"train.log_every_steps": 1, "train.stats_every_steps": 2})
+    for width, s, lr_mult, delay, seeds in DEATH_ARMS[scale]:
+        for seed in seeds:
+            yield {
+                "model.name": "inception_resnet_v2_paper",
+                "model.width": width,
+                "model.residual_scale": s,
+                "optimizer.learning_rate": round(PAPER_LR * lr_mult, 6),
+                "train.gradient_delay": delay,
+                "seed": seed,
+                **protocol,
+            }
+
+
+# Convergence with error bars (issue 11): the paper's pairs (Inception-v3 vs Inception-ResNet-v1,
+# Inception-v4 vs Inception-ResNet-v2) and the same-network ablation (IR-v2 without shortcuts,
+# each block ending in a conv-BN-ReLU unit), three seeds each, held-out evaluation on the full
+# shapes10 test split (2,000 images) every 50 steps. The small-scale recipe of the quickstart
+# (AdamW, cosine): the paper's RMSProp (epsilon 1.0) barely leaves chance in 300 steps.
+CONVERGENCE_PROTOCOL: Overrides = {
+    **SMALL_CONVERGENCE_RECIPE,
+    "train.eval_every_steps": 50,
+    "data.num_eval_examples": None,
+    "train.checkpoint_every_steps": 50,
+}
+CONVERGENCE_SEEDS = {"small": (0, 1, 2), "tiny": (0,)}
+
+
+def convergence(scale: str = "small") -> Iterator[Overrides]:
+    """Residual vs plain, several seeds, held-out curves (see CONVERGENCE_PROTOCOL)."""
+    protocol = dict(CONVERGENCE_PROTOCOL)
+    if scale == "tiny":
+        protocol.update({"train.num_steps": 4, "train.eval_every_steps": 2})
+        protocol.update({"data.num_eval_examples": 16, "train.batch_size": 8})
+    arms = [(m, r, CONVERGENCE_SEEDS[scale]) for m, r in CONVERGENCE_MODELS]
+    if scale == "tiny":
+        arms = [a for a in arms if a[0] == "inception_resnet_v2_paper"]
+    else:  # The first round's plain variant, once: to explain its train/held-out gap.
+        arms.append(("inception_resnet_v2_paper", False, (0,), "scaled_projection"))
+    for model, residual, seeds, *plain in arms:
+        for seed in seeds:
+            overrides: Overrides = {"model.name": model, "seed": seed}
+            if residual is not None:
+                overrides["model.residual"] = residual
+            if plain:
+                overrides["model.plain_block"] = plain[0]
+            yield {**overrides, **protocol}
+
+
 SWEEPS: dict[str, Callable[[str], Iterator[Overrides]]] = {
     "residual_scale": residual_scale,
     "residual_vs_plain": residual_vs_plain,
+    "death_map": death_map,
+    "convergence": convergence,
 }
 
 
@@ -99,10 +197,16 @@ def run_name(overrides: Overrides) -> str:
     """A stable, readable workdir name, e.g. `inception_resnet_v2_paper-width0.5-seed0`."""
     parts = [overrides.get("model.name", "base")]
     for key, value in overrides.items():
-        if key in ("model.name", "death.stop_on_death") or key in SMALL_CONVERGENCE_RECIPE:
+        if key in ("model.name", "death.stop_on_death") or _is_protocol(key, value):
             continue
         parts.append(f"{key.rsplit('.', 1)[-1]}{_short(value)}")
     return "-".join(parts)
+
+
+def _is_protocol(key: str, value: Any) -> bool:
+    """Whether `key=value` is a fixed part of a sweep's recipe (left out of run names)."""
+    protocols = (CONVERGENCE_PROTOCOL, DEATH_PROTOCOL)
+    return any(key in p and p[key] == value for p in protocols)
 
 
 # --- GPU protocol sizing ---
@@ -118,73 +222,35 @@ REPORT_KINDS = {
     "convergence": "convergence",
 }
 
-# The death protocol on one H100/H200 (experiments/gpu_death_study.sh): the CPU study's networks
-# (small scale: shapes10, 75 px, batch 32), full depth, the paper's RMSProp without clipping,
-# statistics every 10 steps, stop on death. Arms in priority order: the budget runner
-# (experiments/gpu_death_study.py) runs them in this order and drops what does not fit.
-GPU_DEATH = {
-    "model": "inception_resnet_v2_paper",
-    "blocks": (5, 10, 5),
-    "widths": (0.5, 0.375),  # 1072 and 804 filters in the C stage: above and below ~1000.
-    "scales": (1.0, 0.1, 0.3, 0.2),  # Extremes first.
-    "base_lr": 0.045,  # per 32 images (base_config small), times the multipliers below.
-    "lr_multipliers": (1.0, 2.0),
-    "gradient_delays": (0, 4),  # Simulated asynchrony (train.gradient_delay), at width 0.5.
-    "control": {"width": 0.5, "scale": 1.0, "lr_multiplier": 4.0},  # Must die (pilot: step 30).
-    "seeds": (0, 1, 2),
-    "num_steps": 1000,
-    "stats_every_steps": 10,
-}
-
-
-def _gpu_run(width: float, scale: float, lr_mult: float, delay: int, seed: int) -> Overrides:
-    g = GPU_DEATH
-    overrides: Overrides = {
-        "model.name": g["model"],
-        "model.width": width,
-        "optimizer.learning_rate": round(g["base_lr"] * lr_mult, 6),
-        "model.residual_scale": scale,
-        "seed": seed,
-        "model.blocks": g["blocks"],
-        "train.num_steps": g["num_steps"],
-        "train.stats_every_steps": g["stats_every_steps"],
-        "death.stop_on_death": True,
-    }
-    if delay:  # Left out at 0, so the protocol also runs on configs without the field.
-        overrides["train.gradient_delay"] = delay
-    return overrides
+# The death protocol on one H100/H200 (experiments/gpu_death_study.sh): `death_map`'s protocol
+# and arms (same networks, recipe and run names, so GPU runs extend the CPU map), with three
+# seeds where the CPU map has one. Order: every arm's seed 0 in the CPU map's order, then seeds 1,
+# then seeds 2 (the positive control keeps one seed: it only has to show that the detector
+# fires). The budget runner (experiments/gpu_death_study.py) runs them in this order and drops
+# what does not fit.
+GPU_DEATH_SEEDS = (0, 1, 2)
+GPU_CONTROL_LR_MULTIPLIER = 4.0  # The positive control's arm in DEATH_ARMS (must die).
 
 
 def death_map_gpu(scale: str = "small") -> Iterator[Overrides]:
-    """The GPU death protocol (`GPU_DEATH`), arms in priority order; `tiny` shrinks it for tests.
-
-    Order: the positive control; seed 0 of width x scale at the base rate; seed 0 of the other
-    learning-rate multipliers and gradient delays (widest network, extreme scales); then the
-    other seeds (the control keeps one seed: it only has to show that the detector fires).
-    `tiny` (tests): width 0.125, blocks (1, 1, 1), 6 steps, the control and scale 0.2, 2 seeds.
-    """
-    g = GPU_DEATH
-    c = g["control"]
-    base = g["lr_multipliers"][0]
-    if scale == "tiny":
-        arms = [(0.125, c["scale"], c["lr_multiplier"], 0), (0.125, 0.2, base, 0)]
-        seeds = g["seeds"][:2]
-    else:
-        w0, extremes = g["widths"][0], g["scales"][:2]
-        arms = [(c["width"], c["scale"], c["lr_multiplier"], 0)]
-        arms += [(w, s, base, 0) for w in g["widths"] for s in g["scales"]]
-        arms += [(w0, s, m, 0) for m in g["lr_multipliers"][1:] for s in extremes]
-        arms += [(w0, s, base, d) for d in g["gradient_delays"][1:] for s in extremes]
-        seeds = g["seeds"]
+    """`death_map`'s runs and more seeds, in priority order (see GPU_DEATH_SEEDS)."""
+    arms = [(w, s, m, d) for w, s, m, d, _ in DEATH_ARMS[scale]]
+    arms = list(dict.fromkeys(arms))  # An arm listed twice (other seeds) once.
+    seeds = GPU_DEATH_SEEDS[:1] if scale == "tiny" else GPU_DEATH_SEEDS
     for seed in seeds:
-        for i, (width, s, mult, delay) in enumerate(arms):
-            if seed != seeds[0] and i == 0:
+        for width, s, mult, delay in arms:
+            if seed != seeds[0] and mult == GPU_CONTROL_LR_MULTIPLIER:
                 continue
-            overrides = _gpu_run(width, s, mult, delay, seed)
-            if scale == "tiny":
-                overrides.update({"model.blocks": (1, 1, 1), "train.num_steps": 6})
-                overrides["train.stats_every_steps"] = 1
-            yield overrides
+            for overrides in death_map(scale):
+                arm = (
+                    overrides["model.width"],
+                    overrides["model.residual_scale"],
+                    overrides["optimizer.learning_rate"],
+                    overrides["train.gradient_delay"],
+                )
+                if arm == (width, s, round(PAPER_LR * mult, 6), delay):
+                    yield {**overrides, "seed": seed}
+                    break
 
 
 death_map_gpu.kind = "death"

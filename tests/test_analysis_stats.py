@@ -16,6 +16,7 @@ import pytest
 
 from experiments import base_config
 from inception_jax.models.blocks import InceptionBlock
+from inception_jax.models.layers import conv_kwargs
 from inception_jax.train import metrics as metrics_lib
 from inception_jax.train import setup
 from inception_jax.train import step as step_lib
@@ -40,12 +41,11 @@ def _scaled_branch(model, stage, params, batch_stats, x):
     shortcut and the ReLU switched off (train-mode batch norm, as in the step)."""
     block = InceptionBlock(
         spec=stage.block,
-        train=True,
+        conv_kwargs=conv_kwargs(True, model.bn_momentum, model.use_scale),
         scale=stage.scale,
         relu=False,
         shortcut=False,
-        bn_momentum=model.bn_momentum,
-        use_scale=model.use_scale,
+        plain_block="scaled_projection",
         pool_include_pad=model.pool_include_pad,
     )
     first = lambda t: jax.tree.map(lambda a: a[0], t)  # noqa: E731 - scanned: take block 0.

@@ -7,6 +7,7 @@ import pytest
 
 from inception_jax.models import create_model, get_model_def, list_models
 from inception_jax.models.blocks import InceptionBlock
+from inception_jax.models.layers import conv_kwargs
 from inception_jax.models.ops import scale_block
 from inception_jax.models.scan_utils import stack_blocks, unstack_blocks
 from inception_jax.models.specs import IR_V2_A
@@ -48,7 +49,7 @@ BLOCK = scale_block(IR_V2_A, 0.5)
 
 
 def _block(**kw):
-    return InceptionBlock(BLOCK, **kw)
+    return InceptionBlock(BLOCK, conv_kwargs(), **kw)
 
 
 @pytest.fixture(scope="module")
@@ -71,10 +72,10 @@ def test_residual_scale_zero_is_relu_of_input(block_setup):
 
 def test_scale_multiplies_branch_exactly(block_setup):
     x, v = block_setup
-    branch_1 = _run(v, x, scale=1.0, shortcut=False, relu=False)
+    branch_1 = _run(v, x, scale=1.0, shortcut=False, relu=False, plain_block="scaled_projection")
     assert float(jnp.max(jnp.abs(branch_1))) > 0.1
     for s in (0.1, 0.17, 0.3):
-        branch_s = _run(v, x, scale=s, shortcut=False, relu=False)
+        branch_s = _run(v, x, scale=s, shortcut=False, relu=False, plain_block="scaled_projection")
         np.testing.assert_allclose(branch_s, s * branch_1, rtol=1e-6, atol=1e-7)
         y = _run(v, x, scale=s)
         np.testing.assert_allclose(y, jax.nn.relu(x + s * branch_1), rtol=1e-5, atol=1e-6)
@@ -82,8 +83,10 @@ def test_scale_multiplies_branch_exactly(block_setup):
 
 def test_no_shortcut_drops_the_input(block_setup):
     x, v = block_setup
-    branch = _run(v, x, scale=0.2, shortcut=False, relu=False)
-    np.testing.assert_array_equal(_run(v, x, scale=0.2, shortcut=False), jax.nn.relu(branch))
+    branch = _run(v, x, scale=0.2, shortcut=False, relu=False, plain_block="scaled_projection")
+    np.testing.assert_array_equal(
+        _run(v, x, scale=0.2, shortcut=False, plain_block="scaled_projection"), jax.nn.relu(branch)
+    )
     with_shortcut = _run(v, x, scale=0.2)
     assert float(jnp.max(jnp.abs(with_shortcut - jax.nn.relu(branch)))) > 0.1
 
@@ -100,9 +103,28 @@ def test_network_scale_zero_passes_stage_input_through():
     np.testing.assert_array_equal(s["inception_resnet_c"], s["reduction_b"])
 
 
-def test_residual_false_same_parameters_different_function():
+def _count(variables):
+    return sum(np.size(v) for v in jax.tree.leaves(variables["params"]))
+
+
+def test_plain_conv_bn_block_is_an_inception_conv_unit_with_the_same_parameter_count():
     x = _images()
     plain = _tiny("inception_resnet_v2_paper", residual=False)
+    res = _tiny("inception_resnet_v2_paper")
+    v_plain, v_res = plain.init(jax.random.key(0), x), res.init(jax.random.key(0), x)
+    assert _count(v_plain) == _count(v_res)  # U's bias became the BN offset.
+    up = v_plain["params"]["inception_resnet_a"]["blocks"]["up"]
+    assert set(up) == {"conv", "bn"} and "bias" not in up["conv"]
+    (_, aux), _ = plain.apply(v_plain, x, train=True, mutable=["batch_stats"])
+    # Ends in ReLU(BN(.)) (batch statistics in training: ReLU of unit-variance values, RMS
+    # ~0.71), not ReLU(s * U(.)), which the residual scale would shrink.
+    a = np.asarray(aux["stages"]["inception_resnet_a"])
+    assert a.min() >= 0 and 0.5 < float(np.sqrt(np.mean(a**2))) < 0.9
+
+
+def test_residual_false_same_parameters_different_function():
+    x = _images()
+    plain = _tiny("inception_resnet_v2_paper", residual=False, plain_block="scaled_projection")
     res = _tiny("inception_resnet_v2_paper")
     variables = res.init(jax.random.key(0), x)
     assert jax.tree.structure(plain.init(jax.random.key(0), x)) == jax.tree.structure(variables)

@@ -18,7 +18,7 @@ def load_config(path: str = "configs/smoke.py"):
 def diverging_config(policy: str):
     config = load_config()
     config.optimizer.learning_rate = 1e30  # Step 1's update overflows the parameters.
-    config.optimizer.grad_clip_norm = 0.0
+    config.optimizer.clip = "none"
     config.train.nonfinite_policy = policy
     config.train.checkpoint_every_steps = 1
     return config

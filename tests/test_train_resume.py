@@ -25,8 +25,11 @@ def _comparable(workdir: str) -> list[dict]:
     return [{k: v for k, v in r.items() if k != "images_per_sec"} for r in rows]
 
 
-def test_preempt_crash_resume_matches_uninterrupted(tmp_path, synthetic_data):
+@pytest.mark.parametrize("delay", [0, 2])
+def test_preempt_crash_resume_matches_uninterrupted(tmp_path, synthetic_data, delay):
     config = load_config()
+    # With stale gradients the resumed run needs the checkpointed queue to match.
+    config.train.gradient_delay = delay
     assert config.train.checkpoint_every_steps == 2 and config.train.num_steps == 4
     full = loop.train_and_evaluate(config, str(tmp_path / "full"))
     assert full["status"] == "completed"

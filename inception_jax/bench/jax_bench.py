@@ -42,8 +42,11 @@ OPTIMIZER_DEFAULTS = dict(
     rmsprop_initial_scale=1.0,
     weight_decay=4e-5,
     label_smoothing=0.1,
-    grad_clip_norm=2.0,
+    decay_biases=None,
+    clip="none",
+    clip_threshold=2.0,
     ema_decay=0.0,
+    ema_batch_stats=True,
     aux_loss_weight=0.4,
 )
 STEPS_PER_EPOCH = 5000  # ImageNet at batch 256; only shapes the (scalar) schedule.
@@ -54,7 +57,7 @@ def step_config(opts: BenchOptions) -> SimpleNamespace:
     opt = dict(OPTIMIZER_DEFAULTS, name=opts.optimizer, ema_decay=opts.ema_decay)
     return SimpleNamespace(
         optimizer=SimpleNamespace(**opt),
-        train=SimpleNamespace(nonfinite_policy="stop"),
+        train=SimpleNamespace(nonfinite_policy="stop", gradient_delay=0),
         model=SimpleNamespace(dtype=opts.dtype),
     )
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import grain
@@ -22,8 +22,10 @@ import ml_collections
 import numpy as np
 from absl import flags
 
-from inception_jax.data import preprocess
+from inception_jax.data import preprocess, preprocess_slim
 from inception_jax.data.sources import get_dataset_builder, open_source
+
+PREPROCESS_MODES = ("inception", "timm")  # values of `data.preprocess`
 
 
 def default_data_config() -> ml_collections.ConfigDict:
@@ -43,9 +45,20 @@ def default_data_config() -> ml_collections.ConfigDict:
             "worker_count": 0,  # grain worker processes (needs a __main__ guard)
             "read_threads": 0,  # threads preparing batches (0 = synchronous)
             "prefetch_batches": 4,
+            # Host preprocessing recipe. "timm" (default here; the quickstart and the committed
+            # small-scale results use it): torchvision/timm RandomResizedCrop, PIL's anti-aliased
+            # resize, no colour distortion, square eval crop (`preprocess.py`). "inception": TF-slim
+            # `inception_preprocessing.py`, the authors' released code (`preprocess_slim.py`); the
+            # paper's ImageNet configs (`get_imagenet_config`) set it.
+            "preprocess": "timm",
+            # "timm" only: crop area fraction and aspect-ratio range of the training crop.
             "area_range": (0.08, 1.0),
             "aspect_ratio_range": (3 / 4, 4 / 3),
+            # Eval central crop: "timm" a square of this fraction of the shorter side, "inception"
+            # this fraction of each side (slim's central_fraction=0.875). Also "timm"'s fallback.
             "crop_fraction": 0.875,
+            # "inception" only: slim's training numbers (`preprocess_slim.SlimOptions`).
+            "inception": dataclasses.asdict(preprocess_slim.SlimOptions()),
         }
     )
 
@@ -96,28 +109,50 @@ def _local_batch_size(global_batch_size: int, process_index: int, process_count:
     return global_batch_size // process_count
 
 
+def preprocess_mode(data_cfg: Any) -> str:
+    """Returns `data_cfg.preprocess` ("timm" when absent), checked against `PREPROCESS_MODES`."""
+    mode = _get(data_cfg, "preprocess", "timm")
+    if mode not in PREPROCESS_MODES:
+        raise ValueError(
+            f"data.preprocess={mode!r} is not one of {PREPROCESS_MODES}: set "
+            "--config.data.preprocess=inception (TF-slim, the paper's) or timm"
+        )
+    return mode
+
+
+def _slim_options(data_cfg: Any) -> preprocess_slim.SlimOptions:
+    return preprocess_slim.SlimOptions.from_config(_get(data_cfg, "inception", {}))
+
+
 class _TrainTransform(grain.transforms.RandomMap):
     """(source index, record) -> dict(image=uint8 [S, S, 3], label=int32)."""
 
     def __init__(self, data_cfg: Any):
+        self.mode = preprocess_mode(data_cfg)
         self.image_key = _get(data_cfg, "image_key", "image")
         self.label_key = _get(data_cfg, "label_key", "label")
         self.image_size = int(data_cfg.image_size)
         self.area_range = tuple(_get(data_cfg, "area_range", (0.08, 1.0)))
         self.aspect_ratio_range = tuple(_get(data_cfg, "aspect_ratio_range", (3 / 4, 4 / 3)))
         self.crop_fraction = float(_get(data_cfg, "crop_fraction", 0.875))
+        self.slim = _slim_options(data_cfg) if self.mode == "inception" else None
 
     def random_map(self, element: tuple[int, dict], rng: np.random.Generator) -> dict:
         index, record = element
-        image = preprocess.preprocess_train(
-            record[self.image_key],
-            rng,
-            self.image_size,
-            area_range=self.area_range,
-            aspect_ratio_range=self.aspect_ratio_range,
-            crop_fraction=self.crop_fraction,
-            key=index,
-        )
+        if self.slim is not None:
+            image = preprocess_slim.preprocess_train(
+                record[self.image_key], rng, self.image_size, options=self.slim, key=index
+            )
+        else:
+            image = preprocess.preprocess_train(
+                record[self.image_key],
+                rng,
+                self.image_size,
+                area_range=self.area_range,
+                aspect_ratio_range=self.aspect_ratio_range,
+                crop_fraction=self.crop_fraction,
+                key=index,
+            )
         return {"image": image, "label": np.int32(record[self.label_key])}
 
 
@@ -212,20 +247,31 @@ def create_train_iterator(
     return TrainIterator(ds, data_cfg, fingerprint)
 
 
+def _eval_preprocess(data_cfg: Any) -> Callable[[Any, int, Any], np.ndarray]:
+    """(image, size, key) -> uint8 [size, size, 3] for `data_cfg.preprocess`."""
+    crop_fraction = float(_get(data_cfg, "crop_fraction", 0.875))
+    if preprocess_mode(data_cfg) == "inception":
+        half_pixel = _slim_options(data_cfg).half_pixel_centers
+        return lambda image, size, key: preprocess_slim.preprocess_eval(
+            image, size, central_fraction=crop_fraction, half_pixel_centers=half_pixel, key=key
+        )
+    return lambda image, size, key: preprocess.preprocess_eval(
+        image, size, crop_fraction=crop_fraction, key=key
+    )
+
+
 def _eval_batch(
     source: Any, data_cfg: Any, n: int, start: int, local: int, image_size: int
 ) -> dict:
     image_key = _get(data_cfg, "image_key", "image")
     label_key = _get(data_cfg, "label_key", "label")
-    crop_fraction = float(_get(data_cfg, "crop_fraction", 0.875))
+    prepare = _eval_preprocess(data_cfg)
     images = np.zeros((local, image_size, image_size, 3), np.uint8)
     labels = np.zeros((local,), np.int32)
     mask = np.zeros((local,), bool)
     for j, index in enumerate(range(start, min(start + local, n))):
         record = source[index]
-        images[j] = preprocess.preprocess_eval(
-            record[image_key], image_size, crop_fraction=crop_fraction, key=index
-        )
+        images[j] = prepare(record[image_key], image_size, index)
         labels[j] = record[label_key]
         mask[j] = True
     return {"image": images, "label": labels, "mask": mask}
@@ -264,6 +310,7 @@ def create_eval_iterator(
 
 
 __all__ = [
+    "PREPROCESS_MODES",
     "DatasetInfo",
     "TrainIterator",
     "create_eval_iterator",
@@ -271,4 +318,5 @@ __all__ = [
     "dataset_info",
     "default_data_config",
     "get_dataset_builder",
+    "preprocess_mode",
 ]

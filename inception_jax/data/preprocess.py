@@ -1,10 +1,14 @@
-"""Inception preprocessing on the host (NumPy + PIL, emits uint8) and normalisation on device.
+"""Host preprocessing (NumPy + PIL, emits uint8) and normalisation on device.
 
-Training: a random crop sampled like `tf.image.sample_distorted_bounding_box` (Szegedy et al.,
-"Going deeper with convolutions", 2015: area 8%-100%, aspect ratio 3/4-4/3), a random horizontal
-flip and a bilinear resize. Evaluation: a central crop of `crop_fraction` of the shorter side and a
-resize. Images leave the host as uint8 (4x less to transfer); `normalize` maps them to [-1, 1]
-inside the jitted step.
+This module is `data.preprocess="timm"`, the torchvision/timm `RandomResizedCrop` recipe (the
+quickstart's and every small-scale study's; the paper's ImageNet configs use "inception",
+`preprocess_slim.py`, faithful to the authors' TF-slim code). Training: a random crop with area
+uniform in 8%-100% and aspect ratio log-uniform in 3/4-4/3 (Szegedy et al., "Going deeper with
+convolutions", 2015, as torchvision and timm sample it), 10 attempts, then a central-crop fallback;
+a random horizontal flip; PIL's bilinear resize (anti-aliased: the filter widens with the
+downscale). No colour distortion. Evaluation: a central square crop of `crop_fraction` of the
+shorter side and a resize. Images leave the host as uint8 (4x less to transfer); `normalize` maps
+them to [-1, 1] inside the jitted step.
 
 JPEGs are decoded with PIL's `draft()` when the crop is at least twice the output size, so
 libjpeg downscales by 1/2, 1/4 or 1/8 during the IDCT (much cheaper than a full decode).
@@ -67,6 +71,15 @@ def _ensure_rgb(img: Image.Image, key: Any) -> Image.Image:
         return img.convert("RGB")  # L, LA, CMYK, I;16, YCbCr, RGBA, ...
     except Exception as e:
         raise _bad(key, f"cannot decode or convert mode {img.mode!r} to RGB ({e})") from e
+
+
+def decode_rgb(image: Any, key: Any = None) -> np.ndarray:
+    """Decodes `image` (see `to_pil_rgb`) at full size to uint8 [H, W, 3].
+
+    Raises:
+      ValueError: the image cannot be decoded or converted to RGB.
+    """
+    return np.asarray(_ensure_rgb(to_pil_rgb(image, key), key))
 
 
 def sample_distorted_box(

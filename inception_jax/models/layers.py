@@ -9,8 +9,34 @@ import jax.numpy as jnp
 
 from inception_jax.models.ops import Conv, Pool
 
-# TF-slim inception_arg_scope: He fan-in truncated normal (§6).
-conv_init = nn.initializers.variance_scaling(2.0, "fan_in", "truncated_normal")
+# Initialisers by name (TF-slim arg scopes, see the registry): slim's
+# variance_scaling_initializer() is He fan-in truncated normal (its stddev correction for the
+# truncation, sqrt(1.3), matches flax's 1/0.8796); slim's default (xavier_initializer) is Glorot
+# uniform.
+INITIALIZERS = {
+    "he_truncated_normal": nn.initializers.variance_scaling(2.0, "fan_in", "truncated_normal"),
+    "glorot_uniform": nn.initializers.glorot_uniform(),
+    "lecun_normal": nn.initializers.lecun_normal(),
+}
+
+
+def conv_kwargs(
+    train: bool = False,
+    bn_momentum: float = 0.9997,
+    use_scale: bool = False,
+    dtype: Any = jnp.float32,
+    param_dtype: Any = jnp.float32,
+    kernel_init: str = "he_truncated_normal",
+) -> dict:
+    """The keyword arguments every :class:`ConvBN` of a network shares (one place builds them)."""
+    return dict(
+        train=train,
+        bn_momentum=bn_momentum,
+        use_scale=use_scale,
+        dtype=dtype,
+        param_dtype=param_dtype,
+        kernel_init=kernel_init,
+    )
 
 
 class ConvBN(nn.Module):
@@ -18,6 +44,7 @@ class ConvBN(nn.Module):
 
     spec: Conv
     train: bool = False
+    kernel_init: str = "he_truncated_normal"
     bn_momentum: float = 0.9997
     use_scale: bool = False
     dtype: Any = jnp.float32
@@ -32,7 +59,7 @@ class ConvBN(nn.Module):
             (s.stride, s.stride),
             padding=s.padding,
             use_bias=False,
-            kernel_init=conv_init,
+            kernel_init=INITIALIZERS[self.kernel_init],
             dtype=self.dtype,
             param_dtype=self.param_dtype,
             name="conv",

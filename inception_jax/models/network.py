@@ -9,7 +9,7 @@ import jax.numpy as jnp
 
 from inception_jax.models import stats as stats_lib
 from inception_jax.models.blocks import InceptionBlock
-from inception_jax.models.layers import ConvBN
+from inception_jax.models.layers import INITIALIZERS, ConvBN, conv_kwargs
 from inception_jax.models.ops import C, Stage
 from inception_jax.models.specs import AuxHeadSpec
 
@@ -24,7 +24,7 @@ class RepeatedStage(nn.Module):
     remat: bool = False
 
     @nn.compact
-    def __call__(self, x: jnp.ndarray) -> tuple[jnp.ndarray, dict]:
+    def __call__(self, x: jnp.ndarray, scale: Any = None) -> tuple[jnp.ndarray, dict]:
         cls = nn.remat(InceptionBlock, prevent_cse=not self.scan) if self.remat else InceptionBlock
         n = self.stage.num_blocks
         if self.scan:
@@ -32,13 +32,14 @@ class RepeatedStage(nn.Module):
                 cls,
                 variable_axes={"params": 0, "batch_stats": 0},
                 split_rngs={"params": True},
+                in_axes=nn.broadcast,  # The runtime residual scale is the same for every block.
                 length=n,
                 metadata_params={nn.PARTITION_NAME: None},
             )
-            return scanned(**self.block_kwargs, name="blocks")(x, None)
+            return scanned(**self.block_kwargs, name="blocks")(x, scale)
         per_block = []
         for i in range(n):
-            x, st = cls(**self.block_kwargs, name=f"block_{i}")(x)
+            x, st = cls(**self.block_kwargs, name=f"block_{i}")(x, scale)
             per_block.append(st)
         return x, {k: jnp.stack([s[k] for s in per_block]) for k in per_block[0]}
 
@@ -58,12 +59,15 @@ class Inception(nn.Module):
     num_classes: int = 1000
     dropout_rate: float = 0.2
     residual: bool = True
+    plain_block: str = "conv_bn"
     aux_head: AuxHeadSpec | None = None
     scan_blocks: bool = True
     remat: bool = False
     bn_momentum: float = 0.9997
     use_scale: bool = False
     pool_include_pad: bool = False
+    kernel_init: str = "he_truncated_normal"
+    head_init: str = "glorot_uniform"
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
 
@@ -83,29 +87,30 @@ class Inception(nn.Module):
             )
 
     def _common(self, train: bool) -> dict:
-        return dict(
-            train=train,
-            bn_momentum=self.bn_momentum,
-            use_scale=self.use_scale,
-            dtype=self.dtype,
-            param_dtype=self.param_dtype,
+        return conv_kwargs(
+            train, self.bn_momentum, self.use_scale, self.dtype, self.param_dtype, self.kernel_init
         )
 
-    def _stage(self, stage: Stage, x: jnp.ndarray, train: bool, stats: bool):
+    def _stage(self, stage: Stage, x: jnp.ndarray, train: bool, stats: bool, scales: Any):
         kwargs = dict(
             spec=stage.block,
+            conv_kwargs=self._common(train),
             scale=stage.scale,
             relu=stage.relu,
             shortcut=self.residual,
+            plain_block=self.plain_block,
             with_stats=stats,
             pool_include_pad=self.pool_include_pad,
-            **self._common(train),
         )
+        # A runtime scale replaces the table's for the study-controlled stages only.
+        scale = None
+        if scales is not None and stage.group and not stage.fixed and stage.block.residual:
+            scale = jnp.asarray(scales, jnp.float32)["abc".index(stage.group)]
         if stage.repeats is None:
             cls = nn.remat(InceptionBlock) if self.remat else InceptionBlock
-            x, st = cls(**kwargs, name=stage.name)(x)
+            x, st = cls(**kwargs, name=stage.name)(x, scale)
             return x, {k: v[None] for k, v in st.items()}
-        return RepeatedStage(stage, kwargs, self.scan_blocks, self.remat, name=stage.name)(x)
+        return RepeatedStage(stage, kwargs, self.scan_blocks, self.remat, name=stage.name)(x, scale)
 
     def _aux_logits(self, x: jnp.ndarray, train: bool) -> jnp.ndarray:
         """Inception-v3 AuxLogits (timm/torchvision layout, §7.3)."""
@@ -114,18 +119,28 @@ class Inception(nn.Module):
         x = ConvBN(C(c0), **self._common(train), name="aux_conv0")(x)
         x = ConvBN(C(c1, 5, 1, "V"), **self._common(train), name="aux_conv1")(x)
         x = jnp.mean(x.astype(jnp.float32), axis=(1, 2))
-        return nn.Dense(self.num_classes, param_dtype=self.param_dtype, name="aux_logits")(x)
+        # TF-slim inception_v3.py: the aux logits layer starts at trunc_normal(0.001).
+        init = nn.initializers.truncated_normal(0.001)
+        return nn.Dense(
+            self.num_classes, kernel_init=init, param_dtype=self.param_dtype, name="aux_logits"
+        )(x)
 
     @nn.compact
     def __call__(
-        self, x: jnp.ndarray, train: bool = False, stats: bool = False
+        self,
+        x: jnp.ndarray,
+        train: bool = False,
+        stats: bool = False,
+        residual_scale: Any = None,
     ) -> tuple[jnp.ndarray, dict]:
+        """``residual_scale``: optional ``[3]`` array (A, B, C stages) replacing the residual
+        scales of the table at run time (see :func:`runtime_residual_scale`)."""
         self.validate_input(x.shape)
         x = x.astype(self.dtype)
         aux: dict[str, Any] = {"stages": {}}
         all_stats: dict[str, Any] = {}
         for stage in self.stages:
-            x, st = self._stage(stage, x, train, stats)
+            x, st = self._stage(stage, x, train, stats, residual_scale)
             aux["stages"][stage.name] = x
             if stats:
                 all_stats[stage.name] = st
@@ -139,5 +154,22 @@ class Inception(nn.Module):
         pre_logits = jnp.mean(x.astype(jnp.float32), axis=(1, 2))
         aux["pre_logits"] = pre_logits
         h = nn.Dropout(self.dropout_rate, deterministic=not train)(pre_logits)
-        logits = nn.Dense(self.num_classes, param_dtype=self.param_dtype, name="logits")(h)
+        logits = nn.Dense(
+            self.num_classes,
+            kernel_init=INITIALIZERS[self.head_init],
+            param_dtype=self.param_dtype,
+            name="logits",
+        )(h)
         return logits.astype(jnp.float32), aux
+
+
+def runtime_residual_scale(model: Inception) -> jnp.ndarray:
+    """The model's A/B/C residual scales as a ``[3]`` float32 array, for ``residual_scale=``.
+
+    Stages outside the study's control (``fixed``) and groups the network lacks take 1.0 (unused).
+    """
+    scales = {"a": 1.0, "b": 1.0, "c": 1.0}
+    for stage in model.stages:
+        if stage.group and not stage.fixed and stage.block.residual:
+            scales[stage.group] = stage.scale
+    return jnp.asarray([scales[g] for g in "abc"], jnp.float32)

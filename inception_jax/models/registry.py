@@ -15,6 +15,7 @@ from typing import Any
 import jax.numpy as jnp
 
 from inception_jax.models import specs
+from inception_jax.models.layers import INITIALIZERS
 from inception_jax.models.network import Inception
 from inception_jax.models.ops import (
     Block,
@@ -35,6 +36,7 @@ class ModelDef:
     description: str
     defaults: dict = dataclasses.field(default_factory=dict)
     has_aux_head: bool = False
+    recipe: dict = dataclasses.field(default_factory=dict)
 
     @property
     def residual(self) -> bool:
@@ -49,40 +51,57 @@ class ModelDef:
 _PAPER = dict(use_scale=False)
 # Release variants: BN gamma present so timm checkpoints load (§8).
 _RELEASE = dict(use_scale=True)
+# TF-slim's arg scopes. inception_utils.inception_arg_scope (Inception-v3/v4): convolutions He
+# fan-in truncated normal (variance_scaling_initializer()), L2 on weights only; logits are a 1x1
+# conv in v3 (same initialiser), a fully_connected layer (Glorot uniform) in v4.
+# inception_resnet_v2.inception_resnet_v2_arg_scope sets no initialiser (slim's default, Glorot
+# uniform, for convs and fully_connected alike) and regularises biases too. No slim file exists
+# for Inception-ResNet-v1; it takes the Inception-ResNet-v2 scope.
+_SLIM_V3 = dict(kernel_init="he_truncated_normal", head_init="he_truncated_normal")
+_SLIM_V4 = dict(kernel_init="he_truncated_normal", head_init="glorot_uniform")
+_SLIM_IR = dict(kernel_init="glorot_uniform", head_init="glorot_uniform")
+_SLIM_IR_RECIPE = dict(decay_biases=True)
 
 _REGISTRY: dict[str, ModelDef] = {
     "inception_v3_paper": ModelDef(
         specs.inception_v3,
         "Inception-v3 baseline (released layout, TF conventions; spec §7.3)",
-        _PAPER,
+        {**_PAPER, **_SLIM_V3},
         has_aux_head=True,
     ),
     "inception_v4_paper": ModelDef(
-        lambda: specs.inception_v4(release=False), "Inception-v4 as drawn (Figs. 3-9)", _PAPER
+        lambda: specs.inception_v4(release=False),
+        "Inception-v4 as drawn (Figs. 3-9)",
+        {**_PAPER, **_SLIM_V4},
     ),
     "inception_resnet_v1_paper": ModelDef(
-        specs.inception_resnet_v1, "Inception-ResNet-v1 (Figs. 10-15)", _PAPER
+        specs.inception_resnet_v1,
+        "Inception-ResNet-v1 (Figs. 10-15)",
+        {**_PAPER, **_SLIM_IR},
+        recipe=_SLIM_IR_RECIPE,
     ),
     "inception_resnet_v2_paper": ModelDef(
         specs.inception_resnet_v2_paper,
         "Inception-ResNet-v2 as drawn, widths 384/1152/2144 (Figs. 3, 16-19; spec §5.3)",
-        _PAPER,
+        {**_PAPER, **_SLIM_IR},
+        recipe=_SLIM_IR_RECIPE,
     ),
     "inception_v3_release": ModelDef(
         specs.inception_v3,
         "Inception-v3, timm/torchvision (avg pools include padding; optional aux head)",
-        dict(_RELEASE, pool_include_pad=True),
+        {**_RELEASE, **_SLIM_V3, "pool_include_pad": True},
         has_aux_head=True,
     ),
     "inception_v4_release": ModelDef(
         lambda: specs.inception_v4(release=True),
         "Inception-v4, TF-slim/timm kernel order",
-        _RELEASE,
+        {**_RELEASE, **_SLIM_V4},
     ),
     "inception_resnet_v2_release": ModelDef(
         specs.inception_resnet_v2_release,
         "Inception-ResNet-v2, TF-slim/timm (Mixed_5b stem, 10/20/10 blocks, 320/1088/2080)",
-        _RELEASE,
+        {**_RELEASE, **_SLIM_IR},
+        recipe=_SLIM_IR_RECIPE,
     ),
 }
 
@@ -92,6 +111,7 @@ _KNOBS = dict(
     blocks=None,
     residual_scale=None,
     residual=True,
+    plain_block="conv_bn",
     dropout_rate=0.2,
     dtype="float32",
     param_dtype="float32",
@@ -101,13 +121,24 @@ _KNOBS = dict(
     use_scale=False,
     pool_include_pad=False,
     aux_logits=False,
+    kernel_init="he_truncated_normal",
+    head_init="glorot_uniform",
 )
+# Without shortcuts (residual=False): see InceptionBlock.plain_block.
+PLAIN_BLOCKS = ("conv_bn", "scaled_projection")
+# Training-recipe defaults that belong to a network (TF-slim arg scopes); see `recipe_defaults`.
+_RECIPE = dict(decay_biases=False)
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
 
 
 def list_models() -> list[str]:
     """All registered model names."""
     return sorted(_REGISTRY)
+
+
+def recipe_defaults(name: str) -> dict:
+    """The network's own training-recipe defaults (``decay_biases``), from its TF-slim scope."""
+    return {**_RECIPE, **get_model_def(name).recipe}
 
 
 def get_model_def(name: str) -> ModelDef:
@@ -127,6 +158,12 @@ def _per_group(value: Any, field: str, check: Callable[[Any], bool], what: str) 
         if not check(v):
             raise ValueError(f"{field}={value!r}: every entry must be {what}")
     return dict(zip("abc", values, strict=True))
+
+
+def _choice(value: Any, field: str, choices: Any) -> str:
+    if value not in choices:
+        raise ValueError(f"{field}={value!r}; choose one of {sorted(choices)}")
+    return value
 
 
 def _dtype(value: Any, field: str) -> Any:
@@ -194,7 +231,11 @@ def create_model(name: str, **overrides: Any) -> Inception:
         float or three, 1.0 = off; multiplies ``U``'s output before the addition, Fig. 20);
         ``residual`` (False removes the shortcuts); ``dropout_rate``; ``dtype``;
         ``param_dtype``; ``scan_blocks``; ``remat``; ``bn_momentum``; ``use_scale`` (BN gamma);
-        ``pool_include_pad``; ``aux_logits`` (v3 only).
+        ``pool_include_pad``; ``aux_logits`` (v3 only); ``plain_block`` (what a block without
+        its shortcut computes, see :class:`~inception_jax.models.blocks.InceptionBlock`);
+        ``kernel_init`` (convolutions) and
+        ``head_init`` (the logits layer): ``"he_truncated_normal"``, ``"glorot_uniform"`` or
+        ``"lecun_normal"``, each network defaulting to its TF-slim arg scope.
         ``None`` values mean "the default".
 
     Raises:
@@ -225,12 +266,15 @@ def create_model(name: str, **overrides: Any) -> Inception:
         num_classes=kw["num_classes"],
         dropout_rate=float(kw["dropout_rate"]),
         residual=bool(kw["residual"]),
+        plain_block=_choice(kw["plain_block"], "plain_block", PLAIN_BLOCKS),
         aux_head=aux,
         scan_blocks=bool(kw["scan_blocks"]),
         remat=bool(kw["remat"]),
         bn_momentum=float(kw["bn_momentum"]),
         use_scale=bool(kw["use_scale"]),
         pool_include_pad=bool(kw["pool_include_pad"]),
+        kernel_init=_choice(kw["kernel_init"], "kernel_init", INITIALIZERS),
+        head_init=_choice(kw["head_init"], "head_init", INITIALIZERS),
         dtype=_dtype(kw["dtype"], "dtype"),
         param_dtype=_dtype(kw["param_dtype"], "param_dtype"),
     )

@@ -37,11 +37,20 @@ def get_base_config() -> ml_collections.ConfigDict:
     config.model.name = "inception_resnet_v2_paper"
     config.model.num_classes = placeholder(int)
     config.model.width = 1.0
-    config.model.blocks = placeholder(tuple)
-    # None fields take the model's own default. One residual scale for all residual stages
-    # (paper Sec. 3.3: 0.1-0.3).
-    config.model.residual_scale = placeholder(float)
+    # None fields take the model's own default. `blocks` and `residual_scale` take one value or
+    # one per A/B/C stage: `--config.model.blocks=2`,
+    # `--config.model.residual_scale='(0.17,0.1,0.2)'`.
+    # Residual scale default: 0.17/0.10/0.20 per stage (TF-slim's inception_resnet_v2.py; paper
+    # Sec. 3.3: 0.1-0.3).
+    config.model.blocks = placeholder(object)
+    config.model.residual_scale = placeholder(object)
     config.model.residual = placeholder(bool)
+    # residual=False: "conv_bn" (ReLU(BN(U(.))), the fair plain twin) | "scaled_projection".
+    config.model.plain_block = "conv_bn"
+    # Convolution initialiser: None = the network's TF-slim default (He truncated normal for
+    # Inception-v3/v4, Glorot uniform for the Inception-ResNets); "he_truncated_normal" |
+    # "glorot_uniform" | "lecun_normal".
+    config.model.kernel_init = placeholder(str)
     config.model.dropout_rate = 0.2
     config.model.dtype = "float32"  # "bfloat16": bf16 compute with float32 parameters.
     config.model.param_dtype = "float32"
@@ -73,6 +82,9 @@ def get_base_config() -> ml_collections.ConfigDict:
     config.train.stats_every_steps = 0  # >0: also run the stats step (aux["stats"]) this often.
     config.train.nonfinite_policy = "stop"  # "stop" | "skip".
     config.train.progress_bar = True
+    # Simulated asynchronous training: apply the gradient computed `gradient_delay` steps earlier
+    # (the paper's replicas trained asynchronously). 0: synchronous.
+    config.train.gradient_delay = 0
 
     config.optimizer = ml_collections.ConfigDict()
     config.optimizer.name = "rmsprop"  # "rmsprop" | "sgd" | "adamw".
@@ -93,10 +105,19 @@ def get_base_config() -> ml_collections.ConfigDict:
     config.optimizer.eps = 1.0
     # TF1's RMSPropOptimizer (the paper's) starts its mean square at one.
     config.optimizer.rmsprop_initial_scale = 1.0
-    config.optimizer.weight_decay = 4e-5  # L2 on kernels (not BN or biases), as in TF-slim.
+    config.optimizer.weight_decay = 4e-5  # TF-slim L2 on kernels; never on batch-norm parameters.
+    # Also decay conv/dense biases: None = the network's TF-slim default (Inception-ResNet arg
+    # scope: yes; Inception-v3/v4: no).
+    config.optimizer.decay_biases = placeholder(bool)
     config.optimizer.label_smoothing = 0.1
-    config.optimizer.grad_clip_norm = 2.0  # 0: off.
+    # Gradient clipping: "none" (paper; TF-slim train_image_classifier.py) | "global_norm" |
+    # "per_tensor" (each tensor's L2 norm, each block's slice under nn.scan), at `clip_threshold`.
+    config.optimizer.clip = "none"
+    config.optimizer.clip_threshold = 2.0  # Inception-v3 paper's 2.0 (it does not say per what).
     config.optimizer.ema_decay = 0.0  # 0: off; the paper's TF-slim runs used 0.9999.
+    # TF-slim averages all model variables, BN moving statistics included; evaluation then uses
+    # both averages. False: average the parameters only, evaluate with the live BN statistics.
+    config.optimizer.ema_batch_stats = True
     config.optimizer.aux_loss_weight = 0.4  # Used only if the model returns aux["aux_logits"].
 
     config.death = ml_collections.ConfigDict()
@@ -109,10 +130,13 @@ def get_base_config() -> ml_collections.ConfigDict:
 def get_imagenet_config(model_name: str, num_epochs: float = 160.0) -> ml_collections.ConfigDict:
     """Returns the paper's ImageNet (`imagenet2012`) recipe for `model_name` at 299x299.
 
-    RMSProp (decay 0.9, momentum 0.9, epsilon 1.0), learning rate 0.045 per 256 images scaled
-    linearly with `train.batch_size`, x0.94 every 2 epochs after a 2-epoch warm-up, label smoothing
-    0.1, L2 weight decay 4e-5 on kernels, gradient clipping at norm 2, EMA 0.9999 for evaluation,
-    bf16 compute with float32 parameters. The paper does not state the schedule length; 160 epochs.
+    Sources: the paper (Sec. 5) for RMSProp (decay 0.9, epsilon 1.0) and the learning rate 0.045
+    decayed x0.94 every 2 epochs; TF-slim `train_image_classifier.py` for momentum 0.9, label
+    smoothing 0.1, weight decay 4e-5, no gradient clipping, EMA 0.9999 of all model variables
+    (BN statistics included); TF-slim's arg scopes for the initialisers and bias decay (per
+    network, see the model registry); `inception_preprocessing.py` for the input pipeline. Our
+    choices: 0.045 per 256 images scaled linearly with `train.batch_size`, a 2-epoch warm-up,
+    bf16 compute with float32 parameters, 160 epochs (the paper does not state the length).
     """
     config = get_base_config()
     config.model.name = model_name
@@ -122,6 +146,9 @@ def get_imagenet_config(model_name: str, num_epochs: float = 160.0) -> ml_collec
     config.data.train_split = "train"
     config.data.eval_split = "validation"
     config.data.image_size = 299
+    # TF-slim's inception_preprocessing.py (the authors' released training code): slim's crop
+    # sampling, colour distortion, eval crop and resize. The small-scale configs keep "timm".
+    config.data.preprocess = "inception"
     config.train.batch_size = 256
     config.train.num_epochs = num_epochs
     config.train.log_every_steps = 100

@@ -75,7 +75,17 @@ def validate_config(config: Any, num_devices: int) -> None:
     for field in ("learning_rate", "lr_base_batch_size", "eps"):
         if not _finite(o[field]) or o[field] <= 0:
             _fail(f"optimizer.{field}", o[field], "must be a finite number > 0")
-    for field in ("weight_decay", "grad_clip_norm", "warmup_epochs", "aux_loss_weight"):
+    from inception_jax.train.optimizer import CLIP_MODES
+
+    if o.clip not in CLIP_MODES:
+        _fail("optimizer.clip", o.clip, f"must be one of {CLIP_MODES}")
+    if o.clip != "none" and (not _finite(o.clip_threshold) or o.clip_threshold <= 0):
+        _fail("optimizer.clip_threshold", o.clip_threshold, "must be a finite number > 0")
+    for field in ("decay_biases", "ema_batch_stats"):
+        if o[field] is not None and not isinstance(o[field], bool):
+            _fail(f"optimizer.{field}", o[field], "must be True or False")
+    _positive_int(config, "train.gradient_delay", allow_zero=True)
+    for field in ("weight_decay", "warmup_epochs", "aux_loss_weight"):
         if not _finite(o[field]) or o[field] < 0:
             _fail(f"optimizer.{field}", o[field], "must be a finite number >= 0")
     for field in ("rmsprop_decay", "momentum", "ema_decay", "label_smoothing"):

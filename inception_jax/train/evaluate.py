@@ -80,6 +80,7 @@ def evaluate_checkpoint(config: Any, workdir: str, checkpoint: str | None = None
 def _evaluate_converted(config: Any, path: str, mesh: Any) -> dict:
     """Evaluates converted released weights (a directory with `model.json`) on the eval split."""
     from inception_jax.interop.checkpoint import load_converted
+    from inception_jax.models.network import runtime_residual_scale
     from inception_jax.train import step as step_lib
     from inception_jax.train.state import TrainState
 
@@ -93,6 +94,9 @@ def _evaluate_converted(config: Any, path: str, mesh: Any) -> dict:
         batch_stats=variables["batch_stats"],
         opt_state={},
         ema_params=params if config.optimizer.ema_decay else {},
+        ema_batch_stats=variables["batch_stats"] if config.optimizer.ema_decay else {},
+        delayed_grads={},
+        hparams={"residual_scale": runtime_residual_scale(model)},
         rng=jax.random.PRNGKey(0),
         skipped_steps=jnp.zeros((), jnp.int32),
         nonfinite_step=jnp.full((), -1, jnp.int32),

@@ -85,6 +85,7 @@ def train_and_evaluate(
     state, data_state, start = ckpt.restore(exp.abstract_state(config.seed), mesh)
     if state is None:
         state, start = exp.init_state(jax.random.PRNGKey(config.seed)), 0
+    state = exp.with_config_hparams(state)
     metrics_lib.write_json(f"{workdir}/config.json", config.to_dict())
     train_iter = pipeline.create_train_iterator(
         config.data,

@@ -33,6 +33,21 @@ def create_model_from_config(model_cfg: Any, num_classes: int) -> Any:
     return create_model(model_cfg.name, **kwargs)
 
 
+def resolve_decay_biases(config: Any) -> bool:
+    """`config.optimizer.decay_biases`, or the network's TF-slim default when it is None."""
+    from inception_jax.models.registry import recipe_defaults
+
+    value = config.optimizer.decay_biases
+    return bool(recipe_defaults(config.model.name)["decay_biases"] if value is None else value)
+
+
+def study_hparams(model: Any) -> dict[str, jax.Array]:
+    """The run-time study scalars of `TrainState.hparams`, from the model's configured values."""
+    from inception_jax.models.network import runtime_residual_scale
+
+    return {"residual_scale": runtime_residual_scale(model)}
+
+
 @dataclasses.dataclass
 class Experiment:
     """Everything derived from the config before training starts."""
@@ -51,6 +66,11 @@ class Experiment:
     def abstract_state(self, seed: int) -> TrainState:
         """The state's structure, shapes and dtypes, without computing it."""
         return jax.eval_shape(self.init_state, jax.random.PRNGKey(seed))
+
+    def with_config_hparams(self, state: TrainState) -> TrainState:
+        """`state` with the study scalars of this config (a restored state keeps its own)."""
+        hparams = jax.device_put(study_hparams(self.model), sharding.replicated(self.mesh))
+        return state.replace(hparams=hparams)
 
 
 def build_experiment(config: Any, mesh: Mesh | None = None) -> Experiment:
@@ -79,7 +99,9 @@ def build_experiment(config: Any, mesh: Mesh | None = None) -> Experiment:
     schedule = optimizer_lib.create_learning_rate_schedule(
         config.optimizer, batch_size, steps_per_epoch, total_steps
     )
-    tx = optimizer_lib.create_optimizer(config.optimizer, schedule)
+    tx = optimizer_lib.create_optimizer(
+        config.optimizer, schedule, decay_biases=resolve_decay_biases(config)
+    )
     size = config.data.image_size
     init = functools.partial(
         create_train_state,
@@ -87,6 +109,9 @@ def build_experiment(config: Any, mesh: Mesh | None = None) -> Experiment:
         tx,
         input_shape=(1, size, size, 3),
         use_ema=bool(config.optimizer.ema_decay),
+        ema_batch_stats=bool(config.optimizer.ema_batch_stats),
+        gradient_delay=int(config.train.gradient_delay),
+        hparams=study_hparams(model),
     )
     init_state = jax.jit(init, out_shardings=sharding.replicated(mesh))
     return Experiment(

@@ -69,6 +69,22 @@ def _block_grad_norms(grads: dict[str, Any]) -> dict[str, jax.Array]:
     return out
 
 
+def _delay_gradients(grads: Any, state: TrainState, delay: int) -> tuple[Any, Any, jax.Array]:
+    """Swaps this step's gradients into the ring buffer and returns those of `delay` steps ago.
+
+    Step `t` stores its gradient in slot `t % delay` and takes out the one stored there at step
+    `t - delay`: what an asynchronous replica that read the parameters `delay` updates earlier
+    would apply. The weight decay of the optimizer chain still sees the current parameters.
+
+    Returns:
+        (gradients to apply, the updated buffer, whether a stale gradient exists yet).
+    """
+    slot = state.step % delay
+    stale = jax.tree.map(lambda q: q[slot], state.delayed_grads)
+    queue = jax.tree.map(lambda q, g: q.at[slot].set(g), state.delayed_grads, grads)
+    return stale, queue, state.step >= delay
+
+
 def make_train_step(
     model: Any,
     tx: optax.GradientTransformation,
@@ -95,12 +111,16 @@ def make_train_step(
     ema_decay = float(opt_cfg.ema_decay or 0.0)
     compute_dtype = jnp.dtype(config.model.dtype)
 
-    def loss_fn(params, batch_stats, images, labels, rng):
+    delay = int(config.train.gradient_delay)
+    ema_stats = bool(opt_cfg.ema_batch_stats)
+
+    def loss_fn(params, batch_stats, hparams, images, labels, rng):
         (logits, aux), new_vars = model.apply(
             {"params": params, "batch_stats": batch_stats},
             images,
             train=True,
             stats=stats,
+            residual_scale=hparams.get("residual_scale"),
             mutable=["batch_stats"],
             rngs={"dropout": rng},
         )
@@ -116,33 +136,52 @@ def make_train_step(
         rng = jax.random.fold_in(state.rng, state.step)
         grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
         (loss, (logits, aux, batch_stats)), grads = grad_fn(
-            state.params, state.batch_stats, images, labels, rng
+            state.params, state.batch_stats, state.hparams, images, labels, rng
         )
+        fresh_grads, delayed_grads = grads, state.delayed_grads
+        if delay:
+            grads, delayed_grads, apply_now = _delay_gradients(grads, state, delay)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
+        if delay:  # The first `delay` steps have no stale gradient yet: no update.
+            keep = lambda new, old: jax.tree.map(  # noqa: E731
+                lambda n, o: jnp.where(apply_now, n, o), new, old
+            )
+            params, opt_state = keep(params, state.params), keep(opt_state, state.opt_state)
+            updates = keep(updates, jax.tree.map(jnp.zeros_like, updates))
 
-        l2_grads, l2_params = _l2(grads), _l2(params)
+        l2_grads, l2_params = _l2(fresh_grads), _l2(params)
         loss_ok, grads_ok = jnp.isfinite(loss), jnp.isfinite(l2_grads)
         params_ok = jnp.isfinite(l2_params) & jnp.isfinite(_l2(batch_stats))
         finite = loss_ok & grads_ok & params_ok
         what = jnp.where(~loss_ok, 1, jnp.where(~grads_ok, 2, jnp.where(~params_ok, 3, 0)))
 
-        ema_params = state.ema_params
+        ema_params, ema_batch_stats = state.ema_params, state.ema_batch_stats
         if ema_decay > 0:
             # As TF's ExponentialMovingAverage(num_updates=step): a faster average early on.
             n = state.step.astype(jnp.float32)
             decay = jnp.minimum(ema_decay, (1.0 + n) / (10.0 + n))
-            ema_params = jax.tree.map(
-                lambda e, p: decay * e + (1.0 - decay) * p, state.ema_params, params
-            )
+            average = lambda e, p: decay * e + (1.0 - decay) * p  # noqa: E731
+            ema_params = jax.tree.map(average, state.ema_params, params)
+            if ema_stats:  # TF-slim averages the BN moving statistics too.
+                ema_batch_stats = jax.tree.map(average, state.ema_batch_stats, batch_stats)
 
-        new = dict(params=params, batch_stats=batch_stats, opt_state=opt_state, ema=ema_params)
+        new = dict(
+            params=params,
+            batch_stats=batch_stats,
+            opt_state=opt_state,
+            ema=ema_params,
+            ema_stats=ema_batch_stats,
+            queue=delayed_grads,
+        )
         if skip_nonfinite:
             old = dict(
                 params=state.params,
                 batch_stats=state.batch_stats,
                 opt_state=state.opt_state,
                 ema=state.ema_params,
+                ema_stats=state.ema_batch_stats,
+                queue=state.delayed_grads,
             )
             new = jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
         first = (state.nonfinite_step < 0) & ~finite
@@ -152,6 +191,8 @@ def make_train_step(
             batch_stats=new["batch_stats"],
             opt_state=new["opt_state"],
             ema_params=new["ema"],
+            ema_batch_stats=new["ema_stats"],
+            delayed_grads=new["queue"],
             skipped_steps=state.skipped_steps + jnp.where(finite | (not skip_nonfinite), 0, 1),
             nonfinite_step=jnp.where(first, state.step + 1, state.nonfinite_step),
             nonfinite_what=jnp.where(first, what, state.nonfinite_what),
@@ -171,7 +212,7 @@ def make_train_step(
         }
         if stats:
             metrics["stats"] = aux.get("stats", {})
-            metrics["grad_norm"] = _block_grad_norms(grads)
+            metrics["grad_norm"] = _block_grad_norms(fresh_grads)
         return new_state, metrics
 
     replicated = sharding.replicated(mesh)
@@ -188,8 +229,9 @@ def make_eval_step(
 ) -> Callable[[TrainState, Batch], dict[str, jax.Array]]:
     """Builds the jitted eval step `(state, batch) -> sums`.
 
-    Uses `ema_params` when EMA is on. `batch["mask"]` (optional) marks real examples; padded rows
-    contribute nothing, so summing the outputs over an epoch counts every example once.
+    Uses `ema_params` (and `ema_batch_stats` where kept) when EMA is on. `batch["mask"]`
+    (optional) marks real examples; padded rows contribute nothing, so summing the outputs over
+    an epoch counts every example once.
 
     Returns:
         The jitted step returning `count`, `loss_sum`, `top1_sum`, `top5_sum`.
@@ -200,10 +242,14 @@ def make_eval_step(
 
     def eval_step(state: TrainState, batch: Batch) -> dict[str, jax.Array]:
         params = state.ema_params if use_ema else state.params
+        stats = state.ema_batch_stats if use_ema and state.ema_batch_stats else state.batch_stats
         images = normalize(batch["image"], compute_dtype)
         labels = batch["label"].astype(jnp.int32)
         logits, _ = model.apply(
-            {"params": params, "batch_stats": state.batch_stats}, images, train=False
+            {"params": params, "batch_stats": stats},
+            images,
+            train=False,
+            residual_scale=state.hparams.get("residual_scale"),
         )
         mask = batch.get("mask", jnp.ones(labels.shape, bool)).astype(jnp.float32)
         return {
