@@ -24,8 +24,8 @@ Cost model of the plan (the constants below; every estimate is printed with its 
   launches of ~200 convolutions forward and backward, one host sync per logged step).
 - Compile: `GPU_COMPILE_S` per distinct program (the reference Flax IR-v2 train step compiled
   in 62.5 s on the H200; train, statistics and eval steps together ~2.2x that), paid once per set
-  of overrides that changes the program (all but the seed and the step budget, unless named in
-  `--runtime_keys`); a repeat (another seed) loads it from the persistent compilation cache.
+  of overrides that changes the program (all but the seed, the step budget and `--runtime_keys`,
+  by default the residual scale); a repeat loads it from the persistent compilation cache.
 The runner replaces the step and compile estimates by what it measures as it goes.
 
 Data: `--data=memory` (the default where `tensorflow_datasets` is not importable, as on the GPU
@@ -66,6 +66,9 @@ CONCURRENCY_SLOWDOWN = 0.5
 EVAL_S = 5.0
 # Overrides that never change the compiled programs.
 NON_PROGRAM_KEYS = ("seed", "train.num_steps", "death.stop_on_death")
+# Overrides that are runtime inputs of one compiled program (the residual scale is an argument
+# of the train step: inception_jax.models.network.runtime_residual_scale).
+RUNTIME_KEYS = ("model.residual_scale",)
 
 
 @dataclasses.dataclass
@@ -477,7 +480,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--workers", type=int, default=1, help="processes sharing the device")
     p.add_argument(
         "--runtime_keys",
-        default="",
+        default=",".join(RUNTIME_KEYS),
         help="comma list of overrides that are runtime inputs of one compiled program",
     )
     p.add_argument("--plan_json", default="", help="also write the plan here")

@@ -23,8 +23,8 @@
 # REPORT_S (default 40 s) for the report and packing.
 # Knobs: SWEEP (death_map_gpu), SCALE (small), DATA (auto|memory|tfds), MAX_RUNS (0 = all),
 #   WORKERS (4: processes sharing the GPU; runs of one program stay on one worker),
-#   RUNTIME_KEYS (overrides that are runtime inputs of one compiled program, e.g.
-#   model.residual_scale,optimizer.learning_rate once they are), PYTHON, OUT, WORK.
+#   RUNTIME_KEYS (overrides that are runtime inputs of one compiled program; default
+#   model.residual_scale, an argument of the train step), PYTHON, OUT, WORK.
 # Dry run on a CPU (what tests/test_gpu_death_study.py runs):
 #   OUT=/tmp/gpudeath_out JAX_PLATFORMS=cpu SCALE=tiny MAX_RUNS=2 WORKERS=2 BUDGET_S=1500 \
 #     PYTHON=/work/main/.venv/bin/python bash experiments/gpu_death_study.sh
@@ -52,7 +52,8 @@ export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
 { nvidia-smi 2>&1 || echo "no nvidia-smi"; nproc; } | head -20
 
 ARGS=(--sweep="$SWEEP" --scale="$SCALE" --root="$WORK/runs" --results="$WORK/results"
-      --workers="${WORKERS:-4}" --data="${DATA:-auto}" --max_runs="${MAX_RUNS:-0}" --runtime_keys="${RUNTIME_KEYS:-}")
+      --workers="${WORKERS:-4}" --data="${DATA:-auto}" --max_runs="${MAX_RUNS:-0}"
+      --runtime_keys="${RUNTIME_KEYS-model.residual_scale}")
 LEFT=$(( BUDGET_S - ($(date +%s) - START) - REPORT_S ))
 echo "== plan ($LEFT s for the runs)"
 "$PY" -m experiments.gpu_death_study plan "${ARGS[@]}" --budget_s="$LEFT" \

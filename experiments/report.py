@@ -372,10 +372,19 @@ def death_report(df: pd.DataFrame, out_dir: str, scale: str, **_: Any) -> dict[s
 
 
 def model_label(run: runs_lib.RunData) -> str:
-    """`<model name>`, with ` (no shortcuts)` for a residual network with its shortcuts removed."""
-    name = run.config.get("model", {}).get("name", "?")
-    residual = run.overrides.get("model.residual", run.config.get("model", {}).get("residual"))
-    return name + (" (no shortcuts)" if residual is False else "")
+    """`<model name>`, with ` (no shortcuts)` for a residual network with its shortcuts removed.
+
+    A plain block other than the default `conv_bn` is named too: ` (no shortcuts,
+    scaled_projection)`.
+    """
+    model = run.config.get("model", {})
+    residual = run.overrides.get("model.residual", model.get("residual"))
+    if residual is not False:
+        return model.get("name", "?")
+    block = run.overrides.get("model.plain_block", model.get("plain_block", "conv_bn"))
+    return model.get("name", "?") + (
+        " (no shortcuts)" if block in (None, "conv_bn") else f" (no shortcuts, {block})"
+    )
 
 
 def _top1_curve(run: runs_lib.RunData) -> tuple[pd.Series, str]:

@@ -17,39 +17,53 @@ sys.path.insert(0, str(REPO))
 from experiments import gpu_death_study as study  # noqa: E402
 from experiments import sweeps  # noqa: E402
 
-SCALE_KEYS = ["model.residual_scale", "optimizer.learning_rate"]
-
 
 def _fits(plan):
     return [p.fits for p in plan]
 
 
-def test_plan_pays_each_compile_once_and_keeps_to_the_budget():
-    # tiny: the control (scale 1.0, lr x4), scale 0.2 seed 0, scale 0.2 seed 1 (same program).
-    first = study.GPU_COMPILE_S + 6 * study.GPU_STEP_FLOOR_S + study.EVAL_S
-    cached = study.CACHED_COMPILE_S + 6 * study.GPU_STEP_FLOOR_S + study.EVAL_S
-    plan = study.make_plan("death_map_gpu", "tiny", budget_s=2 * first + cached)
-    assert [p.estimate_s for p in plan] == pytest.approx([first, first, cached])
-    assert _fits(plan) == [True, True, True]
-    assert plan[0].program != plan[1].program == plan[2].program
-    # Budget for one compile: the second program does not fit, nor does its seed 1, although
-    # the cached run alone would fit in what is left.
-    assert _fits(study.make_plan("death_map_gpu", "tiny", budget_s=first + cached)) == [
+@pytest.fixture
+def gpu_sweep(monkeypatch):
+    """Four tiny runs: death_map's first arm, its scale 0.2 twin, its seed 1, a delayed arm."""
+
+    def fake(scale="small"):
+        first, delayed = sweeps.death_map(scale)
+        yield from (first, {**first, "model.residual_scale": 0.2}, {**first, "seed": 1}, delayed)
+
+    monkeypatch.setitem(sweeps.SWEEPS, "fake_gpu", fake)
+    return "fake_gpu"
+
+
+def test_plan_pays_each_compile_once_and_keeps_to_the_budget(gpu_sweep):
+    first = study.GPU_COMPILE_S + 4 * study.GPU_STEP_FLOOR_S + study.EVAL_S
+    cached = study.CACHED_COMPILE_S + 4 * study.GPU_STEP_FLOOR_S + study.EVAL_S
+    # The residual scale as a compile-time constant: three programs (seed 1 shares run 0's).
+    plan = study.make_plan(gpu_sweep, "tiny", budget_s=3 * first + cached + 1)
+    assert [p.estimate_s for p in plan] == pytest.approx([first, first, cached, first])
+    assert _fits(plan) == [True, True, True, True]
+    assert plan[0].program == plan[2].program != plan[1].program != plan[3].program
+    # Budget for one compile and a cached run: the second program does not fit; the seed-1 run
+    # of the first does; the delayed arm would need another compile.
+    assert _fits(study.make_plan(gpu_sweep, "tiny", first + cached + 1)) == [
         True,
         False,
+        True,
         False,
     ]
-    # Scale and learning rate as runtime inputs: one program, compiled once.
-    plan = study.make_plan("death_map_gpu", "tiny", first + 2 * cached, SCALE_KEYS)
-    assert _fits(plan) == [True, True, True] and len({p.program for p in plan}) == 1
-    # Two workers: one program each, the seed-1 run with its program's worker.
-    plan = study.make_plan("death_map_gpu", "tiny", 1e4, workers=2)
-    assert [p.worker for p in plan] == [0, 1, 1]
+    # The scale as a runtime input (the default): runs 0-2 share one program, compiled once.
+    plan = study.make_plan(gpu_sweep, "tiny", first + 2 * cached + 1, study.RUNTIME_KEYS)
+    assert _fits(plan) == [True, True, True, False]
+    assert len({p.program for p in plan[:3]}) == 1
+    # Two workers: programs dealt round-robin, each run with its program's worker.
+    plan = study.make_plan(gpu_sweep, "tiny", 1e4, study.RUNTIME_KEYS, workers=2)
+    assert [p.worker for p in plan] == [0, 0, 0, 1]
     slower = 1 + study.CONCURRENCY_SLOWDOWN
     assert plan[0].gpu_step_s == pytest.approx(study.GPU_STEP_FLOOR_S * slower)
-    # FLOPs: the wide protocol network costs (0.5 / 0.125)^2 ~ 16x the tiny one per step.
-    assert plan[0].flops_per_step > 0
-    assert "in budget on 2 worker(s)" in study.plan_table(plan)
+    assert "4 of 4 runs in budget on 2 worker(s)" in study.plan_table(plan)
+    # FLOPs per step: 3 x forward x batch; the protocol's wide network is far costlier.
+    wide = study.make_plan("death_map", "small", 1e5)[0]
+    assert wide.flops_per_step > 100 * plan[0].flops_per_step
+    assert wide.cpu_step_s == pytest.approx(study.CPU_REF["step_s"])  # Width 0.5: the pilot.
 
 
 def test_memory_shapes10_serves_the_tfds_examples():

@@ -62,12 +62,25 @@ ALIVE = {"status": "completed", "step": 6, "died": False, "death_step": None}
 ALIVE.update(death_cause=None, top1=0.5, loss=1.5)
 
 
-def test_death_map_of_the_gpu_protocol(tmp_path):
+@pytest.fixture
+def death_sweep(monkeypatch):
+    """`death_map`'s tiny arms (scale 1.0; scale 0.1 with a delay of 2) plus a second seed of
+    the second arm, as a sweep of kind `death` (a sweep attribute)."""
+
+    def fake(scale="small"):
+        unscaled, scaled = sweeps.death_map(scale)
+        yield from (unscaled, scaled, {**scaled, "seed": 1})
+
+    fake.kind = "death"
+    monkeypatch.setitem(sweeps.SWEEPS, "fake_death", fake)
+    return "fake_death"
+
+
+def test_death_map_names_the_criterion_per_cell(tmp_path, death_sweep):
     root = tmp_path / "runs"
-    control, partial, healthy = sweep.expand("death_map_gpu", str(root), "tiny")
-    assert control.overrides["optimizer.learning_rate"] == pytest.approx(0.18)
-    assert partial.overrides["model.residual_scale"] == 0.2 and healthy.overrides["seed"] == 1
-    _write_run(control, "tiny", DEAD, [_rec(s, 2.3, 1.0, 1.0, 1.0) for s in (1, 2, 3)])
+    dead, partial, healthy = sweep.expand(death_sweep, str(root), "tiny")
+    assert partial.overrides["train.gradient_delay"] == 2 and healthy.overrides["seed"] == 1
+    _write_run(dead, "tiny", DEAD, [_rec(s, 2.3, 1.0, 1.0, 1.0) for s in (1, 2, 3)])
     # The last residual block loses 60% of its channels from step 2 on: partial death at step
     # 4 (3 measurements), onset 2; the pre-pool map lives.
     dead_c = [0.0, 0.6, 0.7, 0.8, 0.8, 0.8]
@@ -78,24 +91,25 @@ def test_death_map_of_the_gpu_protocol(tmp_path):
     _write_run(other, "tiny", ALIVE, [_rec(1, 1.0, 0.0)])
 
     out = tmp_path / "results"
-    report.aggregate("death_map_gpu", str(root), str(out), "tiny")
+    report.aggregate(death_sweep, str(root), str(out), "tiny")
     step_lists = ("death_onset_steps", "death_steps", "first_block_onset_steps")
     cells = pd.read_csv(out / "death_map.csv", dtype=dict.fromkeys(step_lists, str))
-    # Cells: width (always shown) x learning rate x scale (the varying keys); seed is not one.
-    assert list(cells.columns[:3]) == ["width", "learning_rate", "residual_scale"]
+    # Cells: width and scale (always shown) x delay (varies); the constant learning rate and
+    # the seed are not cell variables.
+    assert list(cells.columns[:3]) == ["width", "residual_scale", "gradient_delay"]
     by_scale = cells.set_index("residual_scale")
     assert by_scale.loc[1.0, "outcome"] == "died 1/1 (pre_pool_zero)"
     assert by_scale.loc[1.0, "death_onset_steps"] == "1"
     assert by_scale.loc[1.0, "death_steps"] == "3"
-    assert by_scale.loc[0.2, "outcome"] == "partial 1/2 (inception_resnet_c[0])"
-    assert (by_scale.loc[0.2, "seeds"], by_scale.loc[0.2, "survived"]) == (2, 1)
-    assert by_scale.loc[0.2, "first_block_onset_steps"] == "2"
-    assert by_scale.loc[0.2, "widest_filters"] == 268
+    assert by_scale.loc[0.1, "outcome"] == "partial 1/2 (inception_resnet_c[0])"
+    assert (by_scale.loc[0.1, "seeds"], by_scale.loc[0.1, "survived"]) == (2, 1)
+    assert by_scale.loc[0.1, "first_block_onset_steps"] == "2"
+    assert by_scale.loc[0.1, "widest_filters"] == 268
 
     runs = pd.read_csv(out / "results.csv").set_index("run")
-    assert runs.loc[control.name, "criterion"] == "pre_pool_zero"
-    # Control: every block dead from step 1; ties go to network order (C[0] before pre_pool).
-    assert runs.loc[control.name, "first_dead_block"] == "inception_resnet_c[0]"
+    assert runs.loc[dead.name, "criterion"] == "pre_pool_zero"
+    # Every block dead from step 1; ties go to network order (C[0] before pre_pool).
+    assert runs.loc[dead.name, "first_dead_block"] == "inception_resnet_c[0]"
     assert runs.loc[partial.name, "criterion"] == "partial"
     assert runs.loc[partial.name, "description"] == (
         "partial death of inception_resnet_c[0] at step 4 (onset 2)"
@@ -106,14 +120,14 @@ def test_death_map_of_the_gpu_protocol(tmp_path):
     for png in ("pre_pool_zero_frac.png", "train_loss.png", "block_dead_frac.png"):
         assert (out / png).stat().st_size > 1000
     # The light copy (gzipped metrics, no checkpoints) loads like the original.
-    copy = load_run(str(out / "runs" / control.name))
-    original = load_run(control.workdir)
+    copy = load_run(str(out / "runs" / dead.name))
+    original = load_run(dead.workdir)
     pd.testing.assert_frame_equal(copy.train, original.train)
     assert copy.summary == DEAD
-    assert copy.overrides == json.loads(json.dumps(control.overrides))  # Tuples as lists.
+    assert copy.overrides == json.loads(json.dumps(dead.overrides))  # Tuples as lists.
     # wall_s from images_per_sec: 8 images per step at 8 images/s.
     np.testing.assert_allclose(original.train["wall_s"], [1.0, 2.0, 3.0])
-    names = sorted([control.name, partial.name, healthy.name])
+    names = sorted([dead.name, partial.name, healthy.name])
     assert list(load_sweep(str(out / "runs"))["run"]) == names
 
 
@@ -234,7 +248,9 @@ def test_intervals():
 def test_report_kind_comes_from_the_sweep_definition(monkeypatch):
     assert report.sweep_kind("residual_scale") == "death"
     assert report.sweep_kind("residual_vs_plain") == "convergence"
+    assert report.sweep_kind("death_map") == "death"
     assert report.sweep_kind("death_map_gpu") == "death"
+    assert report.sweep_kind("convergence") == "convergence"
 
     def odd(scale="small"):
         yield {}
@@ -261,3 +277,18 @@ def test_report_imports_neither_the_runner_nor_pyplot():
 def test_missing_sweep_is_an_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="no runs"):
         report.aggregate("residual_scale", str(tmp_path), str(tmp_path / "out"), "tiny")
+
+
+def test_model_labels_name_the_plain_variants():
+    def label(model, overrides=()):
+        frame = pd.DataFrame()
+        run = runs_lib.RunData("r", "", {"model": model}, {}, dict(overrides), frame, frame)
+        return report.model_label(run)
+
+    ir2 = "inception_resnet_v2_paper"
+    assert label({"name": ir2}) == ir2
+    assert label({"name": ir2, "residual": False, "plain_block": "conv_bn"}) == (
+        f"{ir2} (no shortcuts)"
+    )
+    plain = {"name": ir2, "residual": False, "plain_block": "scaled_projection"}
+    assert label(plain) == f"{ir2} (no shortcuts, scaled_projection)"
