@@ -521,6 +521,16 @@ def plot_convergence(df: pd.DataFrame, out_dir: str, target: float) -> str:
     return _save(fig, out_dir, "convergence.png")
 
 
+def _censored_text(table: pd.DataFrame, col: str) -> pd.DataFrame:
+    """`table` with `col` as text, `>N` where the run is censored (for Markdown)."""
+    shown = table.copy()
+    shown[col] = [
+        "-" if pd.isna(v) else (f">{v:g}" if c else f"{v:.1f}")
+        for v, c in zip(table[col], table["censored"], strict=True)
+    ]
+    return shown
+
+
 def convergence_report(
     df: pd.DataFrame, out_dir: str, scale: str, target: float | None = None, **_: Any
 ) -> dict[str, Any]:
@@ -540,8 +550,8 @@ def convergence_report(
         + to_markdown(models)
         + "\n## Ratios (plain / residual steps to target)\n\n"
         + (to_markdown(ratios) if len(ratios) else "No residual/plain pair in this sweep.\n")
-        + "\n## Runs\n\n"
-        + to_markdown(runs_table)
+        + "\n## Runs (censored: `>` the last evaluated step)\n\n"
+        + to_markdown(_censored_text(runs_table, f"steps_to_top1_{target:g}"))
     )
     return {
         "title": "Residual vs plain: convergence with intervals over seeds",

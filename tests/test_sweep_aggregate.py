@@ -219,6 +219,7 @@ def test_convergence_with_intervals(tmp_path, convergence_sweep):
     assert (out / "convergence.png").stat().st_size > 1000
     md = (out / "results.md").read_text()
     assert "bootstrap over seeds, 10,000 resamples, rng seed 0" in md
+    assert "| >40 | yes |" in md  # The censored plain seed.
 
 
 def test_steps_to_reach_interpolates_and_censors():
