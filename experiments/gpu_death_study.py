@@ -60,8 +60,9 @@ GPU_SMALL_BATCH_EFFICIENCY = 0.1
 GPU_STEP_FLOOR_S = 0.02
 GPU_COMPILE_S = 140.0
 CACHED_COMPILE_S = 15.0  # Loading the three programs from the persistent cache, and the init.
-# Workers sharing the GPU: each extra concurrent worker adds this fraction to a step's time (an
-# assumption: the steps are partly host-bound, so two workers do not halve each one's rate).
+# Workers sharing the GPU (and the 16-core host, which compiles for all of them): each extra
+# concurrent worker adds this fraction to a step's time (an assumption: the steps are partly
+# host-bound, so two workers do not halve each one's rate).
 CONCURRENCY_SLOWDOWN = 0.5
 EVAL_S = 5.0
 # Overrides that never change the compiled programs.
@@ -128,9 +129,10 @@ def make_plan(
 ) -> list[PlannedRun]:
     """The sweep's runs in priority order with estimates; `fits` marks those inside the budget.
 
-    Runs sharing a program go to the same worker (programs dealt round-robin in order of first
-    appearance), so only a program's first run compiles; each worker spends at most `budget_s`.
-    A run fits if its worker still has time for it and its program's first run fit.
+    A list scheduler: each run goes to the worker on which it would finish first, each worker
+    running its runs one after another. A run pays the full compile unless its program was
+    compiled before it starts (by any worker: the persistent compilation cache is shared). A run
+    fits if it finishes within `budget_s` (and within the first `max_runs` that fit).
     """
     if sweep not in sweeps.SWEEPS:
         raise ValueError(f"unknown sweep {sweep!r}; choose one of {sorted(sweeps.SWEEPS)}")
@@ -138,9 +140,8 @@ def make_plan(
         raise ValueError(f"workers={workers} must be >= 1")
     ref_flops = None
     plan: list[PlannedRun] = []
-    programs: dict[str, int] = {}  # program -> worker
-    compiled: set[str] = set()
-    used = [0.0] * workers
+    clock = [0.0] * workers  # When each worker is free.
+    compiled_at: dict[str, float] = {}  # When each program's compile ends.
     slowdown = 1 + CONCURRENCY_SLOWDOWN * (workers - 1)
     for overrides in sweeps.SWEEPS[sweep](scale):
         config = _run_config(overrides, scale)
@@ -149,28 +150,34 @@ def make_plan(
             ref = dict(overrides, **{"model.width": CPU_REF["width"]})
             ref_flops = flops_per_step(_run_config(ref, scale))
         key = program_key(overrides, runtime_keys)
-        worker = programs.setdefault(key, len(programs) % workers)
+        steps = int(config.train.num_steps)
+        step_s = gpu_step_estimate(flops) * slowdown
+
+        def cost(w: int, key=key, steps=steps, step_s=step_s) -> tuple[float, float]:
+            cached = key in compiled_at and clock[w] >= compiled_at[key]
+            compile_s = CACHED_COMPILE_S if cached else GPU_COMPILE_S
+            return clock[w] + compile_s + steps * step_s + EVAL_S, compile_s
+
+        worker = min(range(workers), key=lambda w: (cost(w)[0], w))
+        finish, compile_s = cost(worker)
         p = PlannedRun(
             name=sweeps.run_name(overrides),
             overrides=dict(overrides),
             program=key,
-            steps=int(config.train.num_steps),
+            steps=steps,
             flops_per_step=flops,
             cpu_step_s=CPU_REF["step_s"] * flops / ref_flops,
-            gpu_step_s=gpu_step_estimate(flops) * slowdown,
-            compile_s=CACHED_COMPILE_S if key in compiled else GPU_COMPILE_S,
+            gpu_step_s=step_s,
+            compile_s=compile_s,
+            estimate_s=finish - clock[worker],
             worker=worker,
         )
-        p.estimate_s = p.compile_s + p.steps * p.gpu_step_s + EVAL_S
-        first = sum(q.program == key for q in plan) == 0
-        p.fits = (
-            used[worker] + p.estimate_s <= budget_s
-            and (first or key in compiled)
-            and not (max_runs and sum(q.fits for q in plan) >= max_runs)
-        )
+        p.fits = finish <= budget_s and not (max_runs and sum(q.fits for q in plan) >= max_runs)
         if p.fits:
-            used[worker] += p.estimate_s
-            compiled.add(key)
+            if key not in compiled_at or compile_s == GPU_COMPILE_S:
+                done = clock[worker] + compile_s
+                compiled_at[key] = min(compiled_at.get(key, done), done)
+            clock[worker] = finish
         plan.append(p)
     return plan
 
@@ -454,6 +461,9 @@ def write_readme(
         "## Runs (measured)\n",
         to_markdown(pd.DataFrame(records)) if records else "Nothing ran.\n",
     ]
+    death_map = os.path.join(os.path.dirname(path), "death_map.csv")
+    if os.path.exists(death_map):  # The report's death map (experiments/report.py).
+        text += ["## Death map\n", to_markdown(pd.read_csv(death_map))]
     with open(path, "w") as f:
         f.write("\n".join(text))
 

@@ -54,9 +54,14 @@ def test_plan_pays_each_compile_once_and_keeps_to_the_budget(gpu_sweep):
     plan = study.make_plan(gpu_sweep, "tiny", first + 2 * cached + 1, study.RUNTIME_KEYS)
     assert _fits(plan) == [True, True, True, False]
     assert len({p.program for p in plan[:3]}) == 1
-    # Two workers: programs dealt round-robin, each run with its program's worker.
+    # Two workers: run 1 compiles its program again on the idle worker (sooner than waiting),
+    # run 2 finds it compiled on worker 0, run 3 goes to the worker free first.
     plan = study.make_plan(gpu_sweep, "tiny", 1e4, study.RUNTIME_KEYS, workers=2)
-    assert [p.worker for p in plan] == [0, 0, 0, 1]
+    assert [p.worker for p in plan] == [0, 1, 0, 1]
+    assert [p.compile_s for p in plan] == [study.GPU_COMPILE_S] * 2 + [
+        study.CACHED_COMPILE_S,
+        study.GPU_COMPILE_S,
+    ]
     slower = 1 + study.CONCURRENCY_SLOWDOWN
     assert plan[0].gpu_step_s == pytest.approx(study.GPU_STEP_FLOOR_S * slower)
     assert "4 of 4 runs in budget on 2 worker(s)" in study.plan_table(plan)
@@ -139,7 +144,7 @@ def test_dry_run_on_cpu_writes_the_death_map(tmp_path):
     cells = pd.read_csv(out / "death_map.csv")
     assert len(cells) == 2 and cells["seeds"].sum() == 2
     readme = (out / "README.md").read_text()
-    assert "## Plan" in readme and "## Runs (measured)" in readme
+    assert "## Plan" in readme and "## Runs (measured)" in readme and "## Death map" in readme
     for png in ("pre_pool_zero_frac.png", "block_dead_frac.png"):
         assert (out / png).stat().st_size > 1000
     assert (out / "results.tgz").stat().st_size > 1000
