@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Downloads into .whl/ the wheels the GPU image lacks, for the device tool's `carry`.
 #
-# The step benchmark (inception_jax.benchmark -> models, train.step/state/optimizer/sharding,
-# bench/*) imports only jax, flax, optax, numpy, pillow, absl-py (and torch, timm for --timm),
-# all in the GPU image (jax 0.11.2, flax 0.12.10, optax 0.2.8, torch 2.11, timm 1.0.29): it
-# needs NO wheels. Only the input-pipeline phase of gpu_benchmark.sh ('data': the 16-core host)
-# needs grain, which the image lacks; with no arguments this fetches grain and the two of its
-# dependencies the image lacks (etils, cloudpickle, protobuf, psutil are there), ~4.3 MB:
+# The step benchmark (inception_jax.benchmark -> models, train.setup/step/state/optimizer,
+# bench/*) builds its config from train/config_base.get_base_config(), so it needs ml-collections,
+# and, as long as that reads the data defaults from data/pipeline.py, grain and
+# tensorflow-datasets too (not yet tried on the GPU image: name them below). The image has jax
+# 0.11.2, flax 0.12.10, optax 0.2.8, torch 2.11, timm 1.0.29. The input-pipeline phase of
+# gpu_benchmark.sh ('data': the 16-core host) needs grain; with no arguments this fetches grain
+# and the two of its dependencies the image lacks (etils, cloudpickle, protobuf, psutil are
+# there), ~4.3 MB:
 #   bash experiments/gpu_wheels.sh
 # Or name what to carry, e.g. for the config-driven training CLI:
 #   bash experiments/gpu_wheels.sh ml-collections==1.1.0

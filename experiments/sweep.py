@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import contextlib
 import dataclasses
 import json
 import os
@@ -33,6 +34,7 @@ from typing import Any
 from experiments import sweeps
 
 FINAL_STATUSES = ("completed", "stopped", "nonfinite")
+_SWEEP_FILES = {"overrides.json", "stdout.log"}  # What the sweep itself writes in a run dir.
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -115,16 +117,38 @@ def _write_overrides(run: Run) -> None:
         json.dump({"name": run.name, "overrides": run.overrides}, f, indent=2)
 
 
+def _remove_if_unstarted(workdir: str, existed: bool) -> str | None:
+    """Removes a run directory this sweep created if its run never started; returns its log.
+
+    Such a directory holds only the sweep's own files (a failed start writes nothing there).
+    """
+    if existed or not os.path.isdir(workdir) or set(os.listdir(workdir)) - _SWEEP_FILES:
+        return None
+    log = ""
+    with contextlib.suppress(OSError), open(os.path.join(workdir, "stdout.log")) as f:
+        log = f.read()
+    shutil.rmtree(workdir)
+    return log
+
+
 def run_in_process(run: Run, scale: str) -> dict[str, Any]:
-    """Trains `run` in this process (resuming its workdir); returns its summary."""
+    """Trains `run` in this process (resuming its workdir); returns its summary.
+
+    A run that fails to start (a bad override or config field) leaves no directory behind.
+    """
     from inception_jax.train import loop
 
+    config = build_config(run, scale)
+    existed = os.path.isdir(run.workdir)
     _write_overrides(run)
     try:
-        return loop.train_and_evaluate(build_config(run, scale), run.workdir)
+        return loop.train_and_evaluate(config, run.workdir)
     except loop.NonFiniteError:  # Recorded in summary.json (status 'nonfinite', death fields).
         with open(os.path.join(run.workdir, "summary.json")) as f:
             return json.load(f)
+    except BaseException:
+        _remove_if_unstarted(run.workdir, existed)
+        raise
 
 
 def _gpu_count() -> int:
@@ -148,6 +172,7 @@ def _run_subprocesses(todo: list[Run], scale: str, workers: int, gpus: int) -> N
             env = dict(os.environ)
             if gpus:
                 env["CUDA_VISIBLE_DEVICES"] = str(slot)
+            existed = os.path.isdir(run.workdir)
             _write_overrides(run)
             with open(os.path.join(run.workdir, "stdout.log"), "a") as log:
                 print(f"[sweep] start {run.name} (slot {slot})", flush=True)
@@ -155,6 +180,10 @@ def _run_subprocesses(todo: list[Run], scale: str, workers: int, gpus: int) -> N
                     command(run, scale), env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT
                 )
             print(f"[sweep] end {run.name}: exit {rc}", flush=True)
+            unstarted = _remove_if_unstarted(run.workdir, existed) if rc else None
+            if unstarted is not None:
+                last = [line for line in unstarted.splitlines() if line.strip()][-1:]
+                print(f"[sweep] {run.name} did not start: {' '.join(last)}", flush=True)
             return rc
         finally:
             slots.put(slot)
@@ -202,7 +231,7 @@ def run_sweep(
     elif parallel == "sequential":
         workers = 1
     else:
-        workers = max(1, int(parallel))
+        workers = _parallel(parallel)
     if workers > 1:
         _run_subprocesses(todo, scale, workers, gpus if gpus > 1 else 0)
     else:
@@ -292,24 +321,66 @@ def emit_slurm(
     return path
 
 
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer >= 1")
+    return value
+
+
+def _parallel(text: str) -> int:
+    """`--parallel=N` as a worker count (`auto` and `sequential` are handled by the caller)."""
+    try:
+        return _positive(text)
+    except argparse.ArgumentTypeError:
+        raise ValueError(f"--parallel={text!r}: use auto, sequential or an integer >= 1") from None
+
+
+def _parallel_arg(text: str) -> str:
+    if text not in ("auto", "sequential"):
+        try:
+            _parallel(text)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+    return text
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Command-line entry point (see the module docstring)."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--sweep", required=True, choices=sorted(sweeps.SWEEPS))
     p.add_argument("--root", required=True, help="folder of the run workdirs")
     p.add_argument("--scale", default="small", choices=("small", "tiny", "imagenet"))
-    p.add_argument("--parallel", default="auto", help="auto | sequential | N subprocesses")
+    p.add_argument(
+        "--parallel", default="auto", type=_parallel_arg, help="auto | sequential | N subprocesses"
+    )
     p.add_argument(
         "--results", default=None, help="aggregated outputs (default: <root>_results, a sibling)"
     )
     p.add_argument("--emit_slurm", default=None, help="write a SLURM array script, run nothing")
-    p.add_argument("--slurm_nodes", type=int, default=1, help="hosts per run (jax.distributed)")
-    p.add_argument("--slurm_gpus_per_node", type=int, default=8)
+    p.add_argument(
+        "--slurm_nodes", type=_positive, default=1, help="hosts per run (jax.distributed)"
+    )
+    p.add_argument("--slurm_gpus_per_node", type=_positive, default=8)
     p.add_argument("--aggregate_only", action="store_true", help="only aggregate the workdirs")
     p.add_argument("--only", default="", help="run only runs whose name contains one of these")
     p.add_argument("--no_aggregate", action="store_true")
-    args = p.parse_args(argv)
-    os.makedirs(args.root, exist_ok=True)
+    args = p.parse_args(argv)  # Argument errors exit 2 before anything is created.
+    root_existed = os.path.isdir(args.root)
+    try:
+        _main(args)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        sys.exit(2)
+    finally:  # A sweep none of whose runs started leaves no empty root behind.
+        if not root_existed and os.path.isdir(args.root) and not os.listdir(args.root):
+            os.rmdir(args.root)
+
+
+def _main(args: argparse.Namespace) -> None:
     if args.emit_slurm:
         path = emit_slurm(
             args.sweep,

@@ -205,12 +205,35 @@ def _write(result: dict, json_path: str | None, md_path: str | None, render: Any
             f.write(render(round_floats(result, 5)))
 
 
+def check_options(opts: BenchOptions) -> None:
+    """Raises ValueError naming the first option out of its range (before anything runs)."""
+    from inception_jax.models import list_models
+
+    unknown = [m for m in opts.models if m not in list_models()]
+    if unknown:
+        raise ValueError(f"--models: {unknown} not registered; choose from {list_models()}")
+    for name, low in (("batch", 1), ("image_size", 1), ("repeats", 1), ("steps", 1),
+                      ("warmup", 0), ("num_devices", 0), ("max_batch_limit", 1),
+                      ("max_batch_granularity", 1)):  # fmt: skip
+        if getattr(opts, name) < low:
+            raise ValueError(f"--{name}={getattr(opts, name)} must be >= {low}")
+    if opts.width is not None and not opts.width > 0:
+        raise ValueError(f"--width={opts.width} must be > 0")
+    if opts.blocks is not None and (len(opts.blocks) not in (1, 3) or min(opts.blocks) < 1):
+        raise ValueError(f"--blocks={list(opts.blocks)} must be one or three integers >= 1")
+
+
 def main(argv: Sequence[str]) -> dict[str, Any]:
-    """Parses `argv` (program name first) and runs the benchmark; prints the Markdown."""
+    """Parses `argv` (program name first) and runs the benchmark; prints the Markdown.
+
+    Raises:
+        flags.Error, ValueError: a bad flag (named); `cli` turns them into exit code 2.
+    """
     fv = flags.FlagValues()
     define_flags(fv)
     fv(list(argv))
     opts = options_from_flags(fv)
+    check_options(opts)
     t0 = time.perf_counter()
     result = run(opts, fv.json, fv.markdown, measure_jax=fv["jax"].value)
     from inception_jax.bench import report
@@ -220,6 +243,21 @@ def main(argv: Sequence[str]) -> dict[str, Any]:
     return result
 
 
+def cli(argv: Sequence[str]) -> None:
+    """Command-line entry point: `--help` exits 0, a bad flag exits 2 with one line."""
+    if any(a in ("-h", "--help", "--helpfull", "--helpshort") for a in argv[1:]):
+        fv = flags.FlagValues()
+        define_flags(fv)
+        print(__doc__)
+        print(fv.get_help())
+        sys.exit(0)
+    try:
+        main(argv)
+    except (flags.Error, ValueError) as e:
+        print(f"error: {str(e).splitlines()[0]} (see --help)", file=sys.stderr, flush=True)
+        sys.exit(2)
+
+
 if __name__ == "__main__":
     os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
-    main(sys.argv)
+    cli(sys.argv)

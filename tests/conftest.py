@@ -22,6 +22,40 @@ jax.config.update("jax_compilation_cache_dir", os.path.join("/tmp", "inception_j
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 
 
+def load_config(path: str = "configs/smoke.py"):
+    """A fresh config from a config file (default the smoke test's), as `--config=` loads it."""
+    from inception_jax.train.config_base import load_config_file
+
+    return load_config_file(path)
+
+
+def random_variables(model, size):
+    """Random `{"params", "batch_stats"}` of `model` (as a converted file holds them)."""
+    x = jax.ShapeDtypeStruct((1, size, size, 3), np.float32)
+    shapes = jax.eval_shape(lambda x: model.init(jax.random.key(0), x), x)
+    rng = np.random.default_rng(0)
+    params = jax.tree.map(
+        lambda s: rng.normal(0, 0.02, s.shape).astype(np.float32), shapes["params"]
+    )
+    stats = jax.tree_util.tree_map_with_path(
+        lambda path, s: np.full(s.shape, float(path[-1].key == "var"), np.float32),
+        shapes["batch_stats"],
+    )
+    return {"params": params, "batch_stats": stats}
+
+
+def activation_stats(y) -> dict[str, float]:
+    """The per-block statistics of `models/stats.py`, computed by hand in float64."""
+    y = np.asarray(y, np.float64)
+    zero = y == 0
+    return {
+        "zero_frac": zero.mean(),
+        "dead_frac": zero.all(axis=(0, 1, 2)).mean(),
+        "mean": y.mean(),
+        "std": y.std(),
+    }
+
+
 class SyntheticPipeline:
     """Stands in for `inception_jax.data.pipeline`: a learnable deterministic 10-class dataset.
 

@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import activation_stats
 
 from experiments import base_config
 from inception_jax.models.blocks import InceptionBlock
@@ -20,16 +21,6 @@ from inception_jax.models.layers import conv_kwargs
 from inception_jax.train import metrics as metrics_lib
 from inception_jax.train import setup
 from inception_jax.train import step as step_lib
-
-
-def _stats(y: np.ndarray) -> dict[str, float]:
-    zero = y == 0
-    return {
-        "zero_frac": zero.mean(),
-        "dead_frac": zero.all(axis=(0, 1, 2)).mean(),
-        "mean": y.mean(),
-        "std": y.std(),
-    }
 
 
 def _rms(x: np.ndarray) -> float:
@@ -91,7 +82,7 @@ def test_block_and_pre_pool_statistics(logged_and_captured):
     assert logged["step"] == 1
     for stage in model.stages:
         y = np.asarray(aux["stages"][stage.name], np.float32)
-        for stat, value in _stats(y).items():
+        for stat, value in activation_stats(y).items():
             key = f"stats/{stage.name}/{stat}/0"
             assert logged[key] == pytest.approx(value, rel=1e-3, abs=1e-4), key
     pre = np.asarray(aux["pre_pool"], np.float32)

@@ -52,16 +52,60 @@ def test_tiny_benchmark_fields_positive(tiny_result):
     assert "| inception_resnet_v2_paper | jax |" in md
 
 
-def test_optimizer_defaults_match_base_config():
-    config_base = pytest.importorskip("inception_jax.train.config_base")
-    base = config_base.get_base_config().optimizer.to_dict()
-    assert {k: base[k] for k in jax_bench.OPTIMIZER_DEFAULTS} == jax_bench.OPTIMIZER_DEFAULTS
+def _flat(d, prefix=""):
+    out = {}
+    for k, v in d.items():
+        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+    return out
 
 
-def test_gpu_path_imports_without_ml_collections_tfds_grain():
+def test_benchmark_step_is_built_from_the_real_config(monkeypatch):
+    from inception_jax.train import config_base, setup
+    from inception_jax.train import step as step_lib
+
+    real_base = config_base.get_base_config
+
+    def base():  # A base config with fields the benchmark does not set: they must reach it.
+        config = real_base()
+        config.optimizer.label_smoothing = 0.37
+        config.model.bn_momentum = 0.5
+        return config
+
+    monkeypatch.setattr(config_base, "get_base_config", base)
+    built, steps = [], []
+    real_build, real_step = setup.build_experiment, step_lib.make_train_step
+
+    def build(*args, **kwargs):
+        built.append(real_build(*args, **kwargs))
+        return built[-1]
+
+    def make_train_step(*args):
+        steps.append(args)
+        return real_step(*args)
+
+    monkeypatch.setattr(setup, "build_experiment", build)
+    monkeypatch.setattr(step_lib, "make_train_step", make_train_step)
+    opts = common.BenchOptions(width=0.125, blocks=(1,), image_size=75, batch=8, dtype="float32")
+    bench = jax_bench.JaxModelBench("inception_resnet_v2_paper", opts, jax_bench.make_mesh(1))
+    bench.train_step()
+    (exp,) = built
+    assert bench.model is exp.model and bench.model.bn_momentum == 0.5
+    model, tx, schedule, config, _ = steps[0]
+    assert (model, tx, schedule, config) == (exp.model, exp.tx, exp.schedule, bench.config)
+    assert config.optimizer.label_smoothing == 0.37
+    # Every field of the base config reaches the step, except the benchmark's own options.
+    base_flat = _flat(base().to_dict())
+    changed = {k for k, v in _flat(config.to_dict()).items() if base_flat[k] != v}
+    options = {"model.name", "model.num_classes", "model.width", "model.blocks",
+               "data.image_size", "train.batch_size", "train.num_steps"}  # fmt: skip
+    assert changed <= options, changed - options
+    assert config.model.blocks == (1, 1, 1) and exp.steps_per_epoch == jax_bench.STEPS_PER_EPOCH
+
+
+def test_gpu_path_imports_without_tensorflow_or_torch():
     code = (
         "import sys\n"
-        "for m in ('ml_collections', 'tensorflow', 'tensorflow_datasets', 'grain', 'clu'):\n"
+        "for m in ('tensorflow', 'clu', 'torch', 'timm'):\n"
         "    sys.modules[m] = None\n"
         "import inception_jax.benchmark, inception_jax.bench.jax_bench\n"
         "import inception_jax.bench.report\n"

@@ -10,15 +10,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import SyntheticPipeline
+from conftest import SyntheticPipeline, load_config
 
 from inception_jax.train import checkpoint as checkpoint_lib
 from inception_jax.train import setup, sharding
-from inception_jax.train.config_base import load_config_file
-
-
-def load_config(path: str = "configs/smoke.py"):
-    return load_config_file(path)
 
 
 @pytest.fixture(scope="module")

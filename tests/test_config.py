@@ -9,16 +9,12 @@ import jax
 import numpy as np
 import pytest
 from absl import flags
+from conftest import load_config
 from ml_collections import config_flags
 
 from inception_jax.train import config_check, setup, sharding
 from inception_jax.train import step as step_lib
-from inception_jax.train.config_base import load_config_file
 from inception_jax.train.evaluate import evaluate
-
-
-def load_config(path: str = "configs/smoke.py"):
-    return load_config_file(path)
 
 
 def parse(*overrides: str):

@@ -18,7 +18,7 @@ from inception_jax.interop import (  # noqa: E402
     load_state_dict,
     timm_units,
 )
-from inception_jax.interop.layout import relayout  # noqa: E402
+from inception_jax.models.variables import relayout  # noqa: E402
 
 V3 = "inception_v3_release"
 

@@ -68,14 +68,14 @@ def test_convert_writes_model_json_and_orbax(converted, timm_v3):
 
 def test_never_overwrites(converted, src, tmp_path, capsys):
     before = os.path.getmtime(os.path.join(converted, "model.json"))
-    assert cli.main(["convert", "--model", V3, "--src", src, "--out", converted]) == 1
+    assert cli.main(["convert", "--model", V3, "--src", src, "--out", converted]) == 2
     assert "exists; choose a new directory or pass --overwrite" in capsys.readouterr().err
     assert os.path.getmtime(os.path.join(converted, "model.json")) == before
     other = tmp_path / "not_a_checkpoint"
     other.mkdir()
     (other / "precious.txt").write_text("keep me")
     args = ["convert", "--model", V3, "--src", src, "--out", str(other), "--overwrite"]
-    assert cli.main(args) == 1
+    assert cli.main(args) == 2
     assert "not a converted checkpoint" in capsys.readouterr().err
     assert (other / "precious.txt").exists()
 
@@ -139,9 +139,9 @@ def test_predict_matches_timm(converted, photo, timm_v3, capsys):
 def test_predict_names_unreadable_files(converted, photo, tmp_path, capsys):
     bad = tmp_path / "broken.jpg"
     bad.write_bytes(b"\xff\xd8 not really a jpeg")
-    assert cli.main(["predict", "--weights", converted, photo, str(bad)]) == 1
+    assert cli.main(["predict", "--weights", converted, photo, str(bad)]) == 2
     assert f"cannot read image file {bad}" in capsys.readouterr().err
-    assert cli.main(["predict", "--weights", converted, str(tmp_path / "gone.png")]) == 1
+    assert cli.main(["predict", "--weights", converted, str(tmp_path / "gone.png")]) == 2
     assert "image file not found" in capsys.readouterr().err
 
 

@@ -10,7 +10,7 @@ from inception_jax.models import create_model, list_models
 from inception_jax.models.ops import stage_shapes
 from inception_jax.models.summary import network_macs
 
-# architecture.md §9: (params with BN gamma, params without gamma), 1000 classes.
+# docs/ARCHITECTURE.md §9: (params with BN gamma, params without gamma), 1000 classes.
 PARAMS = {
     "inception_v3_paper": (23_834_568, 23_817_352),
     "inception_v3_release": (23_834_568, 23_817_352),

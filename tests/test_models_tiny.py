@@ -4,13 +4,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import activation_stats
 
 from inception_jax.models import create_model, get_model_def, list_models
 from inception_jax.models.blocks import InceptionBlock
 from inception_jax.models.layers import conv_kwargs
 from inception_jax.models.ops import scale_block
-from inception_jax.models.scan_utils import stack_blocks, unstack_blocks
 from inception_jax.models.specs import IR_V2_A
+from inception_jax.models.variables import stack_blocks, unstack_blocks
 
 TINY = dict(width=0.125, num_classes=7)
 
@@ -162,17 +163,6 @@ def test_scan_equals_unrolled(scan_pair):
     assert jax.tree.structure(unstack_blocks(v_s)) == jax.tree.structure(v_u)
 
 
-def _by_hand(y):
-    y = np.asarray(y, np.float64)
-    zero = y == 0
-    return {
-        "zero_frac": zero.mean(),
-        "dead_frac": zero.all(axis=(0, 1, 2)).mean(),
-        "mean": y.mean(),
-        "std": y.std(),
-    }
-
-
 def _rms(a):
     return np.sqrt(np.mean(np.square(np.asarray(a, np.float64))))
 
@@ -195,7 +185,7 @@ def test_stats_agree_with_captured_intermediates(scan_pair):
         for i in range(2):
             block = inter[stage][f"block_{i}"]
             y = block["__call__"][0][0]
-            for key, want in _by_hand(y).items():
+            for key, want in activation_stats(y).items():
                 np.testing.assert_allclose(stats[stage][key][i], want, rtol=1e-4, atol=1e-6)
             u = block["up"]["__call__"][0]
             np.testing.assert_allclose(
@@ -203,7 +193,7 @@ def test_stats_agree_with_captured_intermediates(scan_pair):
             )
             np.testing.assert_allclose(stats[stage]["shortcut_norm"][i], _rms(x_in), rtol=1e-4)
             x_in = y
-    pre = _by_hand(aux["pre_pool"])
+    pre = activation_stats(aux["pre_pool"])
     np.testing.assert_allclose(stats["pre_pool"]["zero_frac"], pre["zero_frac"], rtol=1e-6)
     np.testing.assert_allclose(stats["pre_pool"]["dead_frac"], pre["dead_frac"], rtol=1e-6)
 

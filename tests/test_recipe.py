@@ -13,7 +13,7 @@ from ml_collections import config_flags
 
 from inception_jax.models import create_model
 from inception_jax.models.network import runtime_residual_scale
-from inception_jax.models.scan_utils import unstack_blocks
+from inception_jax.models.variables import unstack_blocks
 from inception_jax.train import optimizer as optimizer_lib
 from inception_jax.train import setup, sharding
 from inception_jax.train import step as step_lib

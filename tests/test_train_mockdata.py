@@ -7,13 +7,9 @@ import os
 import sys
 
 import tensorflow_datasets as tfds
+from conftest import load_config
 
 from inception_jax.train import loop, metrics
-from inception_jax.train.config_base import load_config_file
-
-
-def load_config(path: str = "configs/smoke.py"):
-    return load_config_file(path)
 
 
 def test_two_steps_on_mock_imagenet(tmp_path):

@@ -5,14 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
+from conftest import load_config
 
 from inception_jax.train import checkpoint as checkpoint_lib
 from inception_jax.train import loop, metrics
-from inception_jax.train.config_base import load_config_file
-
-
-def load_config(path: str = "configs/smoke.py"):
-    return load_config_file(path)
 
 
 def diverging_config(policy: str):

@@ -7,13 +7,9 @@ import os
 import signal
 
 import pytest
+from conftest import load_config
 
 from inception_jax.train import loop, metrics
-from inception_jax.train.config_base import load_config_file
-
-
-def load_config(path: str = "configs/smoke.py"):
-    return load_config_file(path)
 
 
 class Crash(RuntimeError):

@@ -4,14 +4,10 @@ from __future__ import annotations
 
 import jax
 import numpy as np
+from conftest import load_config
 
 from inception_jax.train import setup, sharding
 from inception_jax.train import step as step_lib
-from inception_jax.train.config_base import load_config_file
-
-
-def load_config(path: str = "configs/smoke.py"):
-    return load_config_file(path)
 
 
 def _train(config, devices, batches):

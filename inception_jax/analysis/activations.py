@@ -11,27 +11,9 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from inception_jax.models.inputs import normalize
 from inception_jax.train import metrics as metrics_lib
-
-
-def _checkpoint_dir(path: str, step: int | None) -> tuple[str, str]:
-    """`(workdir, step directory)` for a workdir, its `checkpoints/` or one step directory."""
-    path = os.path.abspath(path)
-    if os.path.isdir(os.path.join(path, "state")):  # A step directory.
-        return os.path.dirname(os.path.dirname(path)), path
-    if os.path.basename(path) == "checkpoints":
-        path = os.path.dirname(path)
-    root = os.path.join(path, "checkpoints")
-    steps = sorted(
-        int(d)
-        for d in (os.listdir(root) if os.path.isdir(root) else [])
-        if d.isdigit() and os.path.isdir(os.path.join(root, d, "state"))
-    )
-    if not steps:
-        raise FileNotFoundError(f"no checkpoint under {root}")
-    if step is not None and step not in steps:
-        raise FileNotFoundError(f"no checkpoint of step {step} under {root} (have {steps})")
-    return path, os.path.join(root, str(step if step is not None else steps[-1]))
+from inception_jax.train import weights
 
 
 def _to_array(x: Any) -> Any:
@@ -62,17 +44,14 @@ def checkpoint_stats(
         global pooling, `[B, H, W, C]`); `logits`.
     """
     from inception_jax.train import setup
-    from inception_jax.train.step import normalize
 
     if batch_norm not in ("batch", "running"):
         raise ValueError(f"batch_norm={batch_norm!r}: choose 'batch' or 'running'")
-    workdir, step_dir = _checkpoint_dir(workdir_or_checkpoint, step)
+    workdir, step_dir = weights.checkpoint_step_dir(workdir_or_checkpoint, step)
     with open(os.path.join(workdir, "config.json")) as f:
         config = ml_collections.ConfigDict(json.load(f))
 
-    import orbax.checkpoint as ocp
-
-    raw = ocp.StandardCheckpointer().restore(os.path.join(step_dir, "state"))
+    raw = weights.read_checkpoint_state(step_dir)
     variables = {"params": raw["params"], "batch_stats": raw["batch_stats"]}
     num_classes = int(np.shape(raw["params"]["logits"]["kernel"])[-1])
     model = setup.create_model_from_config(config.model, num_classes)

@@ -6,8 +6,11 @@ import dataclasses
 import os
 import statistics
 import time
+import types
 from collections.abc import Callable, Sequence
 from typing import Any
+
+from inception_jax.models import records
 
 # Dense bf16 tensor-core peaks in TFLOP/s (vendor datasheets, without sparsity). Matched against
 # `device_kind` by substring, first match wins, so the more specific names come first.
@@ -24,12 +27,10 @@ PEAK_TFLOPS_BF16: tuple[tuple[str, float], ...] = (
     ("TPU v4", 275.0),
 )
 
-# timm's names for the released topologies; the paper topologies have no timm counterpart.
-TIMM_NAMES = {
-    "inception_resnet_v2_release": "inception_resnet_v2",
-    "inception_v4_release": "inception_v4",
-    "inception_v3_release": "inception_v3",
-}
+# timm's names for the released topologies (from their records); the paper topologies have none.
+TIMM_NAMES = types.MappingProxyType(
+    {name: records.release(name).timm for name in records.released()}
+)
 
 
 @dataclasses.dataclass

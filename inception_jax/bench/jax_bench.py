@@ -1,9 +1,9 @@
 """Measures the project's own jitted train and eval steps on device-resident synthetic batches.
 
-Uses the public builders of `inception_jax.train` (`make_train_step`, `make_eval_step`,
-`create_train_state`, `create_optimizer`) with a plain-namespace config that mirrors the paper's
-recipe in `train/config_base.py` (RMSProp, weight decay on kernels, gradient clipping, label
-smoothing), so no ml_collections is needed.
+The steps are those of a real run: the config is `train/config_base.get_base_config()` (the
+paper's recipe: RMSProp, weight decay on kernels, gradient clipping, label smoothing) with the
+benchmark's options as overrides, and the model, optimizer, schedule and state come from
+`train/setup.build_experiment`, so every config field reaches the measured step.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ import dataclasses
 import functools
 import gc
 import time
-from types import SimpleNamespace
 from typing import Any
 
 import jax
@@ -20,58 +19,42 @@ import jax.numpy as jnp
 import numpy as np
 
 from inception_jax.bench.common import BenchOptions, is_oom, median_rate, peak_tflops
-from inception_jax.models import create_model, get_model_def
-from inception_jax.train import optimizer as optimizer_lib
-from inception_jax.train import sharding
+from inception_jax.models import get_model_def
+from inception_jax.train import setup, sharding
 from inception_jax.train import step as step_lib
-from inception_jax.train.state import create_train_state
 
-# The optimizer fields of `train/config_base.get_base_config()` (a test keeps them equal). The
-# schedule is the paper's staircase decay with warm-up, as in a real run.
-OPTIMIZER_DEFAULTS = dict(
-    name="rmsprop",
-    learning_rate=0.045,
-    lr_base_batch_size=256,
-    warmup_epochs=1.0,
-    schedule="staircase_exponential",
-    decay_rate=0.94,
-    decay_epochs=2.0,
-    rmsprop_decay=0.9,
-    momentum=0.9,
-    eps=1.0,
-    rmsprop_initial_scale=1.0,
-    weight_decay=4e-5,
-    label_smoothing=0.1,
-    decay_biases=None,
-    clip="none",
-    clip_threshold=2.0,
-    ema_decay=0.0,
-    ema_batch_stats=True,
-    aux_loss_weight=0.4,
-)
 STEPS_PER_EPOCH = 5000  # ImageNet at batch 256; only shapes the (scalar) schedule.
+NUM_CLASSES = 1000
 
 
-def step_config(opts: BenchOptions) -> SimpleNamespace:
-    """The subset of an experiment config that `train.step` reads, as plain namespaces."""
-    opt = dict(OPTIMIZER_DEFAULTS, name=opts.optimizer, ema_decay=opts.ema_decay)
-    return SimpleNamespace(
-        optimizer=SimpleNamespace(**opt),
-        train=SimpleNamespace(nonfinite_policy="stop", gradient_delay=0),
-        model=SimpleNamespace(dtype=opts.dtype),
-    )
+def bench_config(name: str, opts: BenchOptions) -> Any:
+    """The experiment config of a benchmark run: the base config with `opts` as overrides."""
+    from inception_jax.train.config_base import get_base_config
 
-
-def model_kwargs(name: str, opts: BenchOptions) -> dict[str, Any]:
-    """`create_model` overrides for `name` (blocks only where the model has repeated stages)."""
-    kw: dict[str, Any] = dict(
-        num_classes=1000, dtype=opts.dtype, scan_blocks=opts.scan_blocks, remat=opts.remat
-    )
+    config = get_base_config()
+    config.seed = opts.seed
+    config.model.name = name
+    config.model.num_classes = NUM_CLASSES
+    config.model.dtype = opts.dtype
+    config.model.scan_blocks = opts.scan_blocks
+    config.model.remat = opts.remat
     if opts.width is not None:
-        kw["width"] = opts.width
+        config.model.width = opts.width
     if opts.blocks is not None and get_model_def(name).repeatable:
-        kw["blocks"] = opts.blocks if len(opts.blocks) != 1 else opts.blocks[0]
-    return kw
+        config.model.blocks = tuple(opts.blocks) * (3 if len(opts.blocks) == 1 else 1)
+    config.data.image_size = opts.image_size
+    config.train.batch_size = opts.batch
+    config.train.num_steps = 100 * STEPS_PER_EPOCH
+    config.optimizer.name = opts.optimizer
+    config.optimizer.ema_decay = opts.ema_decay
+    return config
+
+
+def dataset_sizes(batch: int) -> Any:
+    """What the schedule needs to know of a dataset: ImageNet's classes, `STEPS_PER_EPOCH`."""
+    from inception_jax.data.pipeline import DatasetInfo
+
+    return DatasetInfo(NUM_CLASSES, STEPS_PER_EPOCH * batch, batch, "image", "label")
 
 
 def synthetic_batch(mesh: Any, batch: int, size: int, seed: int) -> dict[str, jax.Array]:
@@ -146,44 +129,31 @@ def device_limit_gib(device: Any) -> float | None:
 
 
 class JaxModelBench:
-    """One model's train state, steps and measurements on a `("data",)` mesh."""
+    """One model's config, train state, steps and measurements on a `("data",)` mesh."""
 
     def __init__(self, name: str, opts: BenchOptions, mesh: Any):
         self.name, self.opts, self.mesh = name, opts, mesh
-        self.cfg = step_config(opts)
-        self.model = create_model(name, **model_kwargs(name, opts))
-        self.schedule = optimizer_lib.create_learning_rate_schedule(
-            self.cfg.optimizer, opts.batch, STEPS_PER_EPOCH, 100 * STEPS_PER_EPOCH
-        )
-        self.tx = optimizer_lib.create_optimizer(self.cfg.optimizer, self.schedule)
-        size = opts.image_size
-        self._init = jax.jit(
-            functools.partial(
-                create_train_state,
-                self.model,
-                self.tx,
-                input_shape=(1, size, size, 3),
-                use_ema=bool(opts.ema_decay),
-            ),
-            out_shardings=sharding.replicated(mesh),
-        )
+        self.config = bench_config(name, opts)
+        self.exp = setup.build_experiment(self.config, mesh, info=dataset_sizes(opts.batch))
+        self.model = self.exp.model
 
     def init_state(self) -> Any:
-        return self._init(jax.random.PRNGKey(self.opts.seed))
+        return self.exp.init_state(jax.random.PRNGKey(self.opts.seed))
 
     def abstract_state(self) -> Any:
-        return jax.eval_shape(self._init, jax.random.PRNGKey(self.opts.seed))
+        return self.exp.abstract_state(self.opts.seed)
 
     def param_count(self, state: Any) -> int:
         return int(sum(np.prod(x.shape) for x in jax.tree.leaves(state.params)))
 
-    def compile_train(self, state: Any, batch: dict) -> tuple[Any, dict[str, Any]]:
-        step = step_lib.make_train_step(self.model, self.tx, self.schedule, self.cfg, self.mesh)
-        return _compile(step, state, batch)
+    def train_step(self) -> Any:
+        """The run's jitted train step (not compiled yet)."""
+        exp = self.exp
+        return step_lib.make_train_step(exp.model, exp.tx, exp.schedule, self.config, self.mesh)
 
-    def compile_eval(self, state: Any, batch: dict) -> tuple[Any, dict[str, Any]]:
-        step = step_lib.make_eval_step(self.model, self.cfg, self.mesh)
-        return _compile(step, state, batch)
+    def eval_step(self) -> Any:
+        """The run's jitted eval step (not compiled yet)."""
+        return step_lib.make_eval_step(self.exp.model, self.config, self.mesh)
 
 
 def _compile(step: Any, *args: Any) -> tuple[Any, dict[str, Any]]:
@@ -224,11 +194,9 @@ def unrolled_flops(name: str, opts: BenchOptions, mesh: Any) -> dict[str, float 
     out: dict[str, float | None] = {}
     t0 = time.perf_counter()
     if opts.train:
-        step = step_lib.make_train_step(bench.model, bench.tx, bench.schedule, bench.cfg, mesh)
-        out["train"] = cost_flops(step.lower(state, batch))
+        out["train"] = cost_flops(bench.train_step().lower(state, batch))
     if opts.eval:
-        step = step_lib.make_eval_step(bench.model, bench.cfg, mesh)
-        out["eval"] = cost_flops(step.lower(state, batch))
+        out["eval"] = cost_flops(bench.eval_step().lower(state, batch))
     out["lower_s"] = time.perf_counter() - t0
     return out
 
@@ -282,21 +250,20 @@ def bench_model(name: str, opts: BenchOptions, mesh: Any) -> dict[str, Any]:
     elif scanned:
         flops_source = "lowered (scan: counts one block per repeated stage)"
     row["flops_source"] = flops_source
-    eval_compiled = None
-    if opts.eval:
-        eval_compiled, info = bench.compile_eval(state, batch)
-        row["eval"] = info
+    compiled: dict[str, Any] = {}
+    for phase, make_step, gflop_key in (
+        ("eval", bench.eval_step, "fwd_gflop_per_image"),
+        ("train", bench.train_step, "train_gflop_per_image"),
+    ):
+        if not getattr(opts, phase):
+            continue
+        compiled[phase], info = _compile(make_step(), state, batch)
+        row[phase] = info
         if flops_source == "unrolled lowering":
-            info["flops_scan_lowered"], info["flops"] = info["flops"], fixed["eval"]
+            info["flops_scan_lowered"], info["flops"] = info["flops"], fixed[phase]
         if info["flops"]:
-            row["fwd_gflop_per_image"] = info["flops"] / batch_size / 1e9
-    if opts.train:
-        train_compiled, info = bench.compile_train(state, batch)
-        row["train"] = info
-        if flops_source == "unrolled lowering":
-            info["flops_scan_lowered"], info["flops"] = info["flops"], fixed["train"]
-        if info["flops"]:
-            row["train_gflop_per_image"] = info["flops"] / batch_size / 1e9
+            row[gflop_key] = info["flops"] / batch_size / 1e9
+    eval_compiled, train_compiled = compiled.get("eval"), compiled.get("train")
 
     holder = {"state": state}
     del state
@@ -341,7 +308,7 @@ def _fits(bench: JaxModelBench, state: Any, batch_size: int) -> tuple[bool, Any]
     batch = None
     try:
         batch = synthetic_batch(bench.mesh, batch_size, bench.opts.image_size, bench.opts.seed)
-        compiled, _ = bench.compile_train(state, batch)
+        compiled, _ = _compile(bench.train_step(), state, batch)
         for _ in range(2):
             state, metrics = compiled(state, batch)
         jax.block_until_ready((state, metrics))

@@ -20,9 +20,10 @@ import io
 import math
 from typing import Any
 
-import jax.numpy as jnp
 import numpy as np
 from PIL import Image
+
+from inception_jax.models.inputs import normalize  # noqa: F401 - the one normalize, re-exported
 
 Box = tuple[float, float, float, float]  # (left, top, right, bottom) in pixels
 
@@ -138,13 +139,6 @@ def _decode_crop_resize(
     return img.resize((out_size, out_size), Image.BILINEAR, box=box)
 
 
-def image_size_of(image: Any) -> tuple[int, int]:
-    """(width, height) of a PIL image or an HWC array."""
-    if isinstance(image, Image.Image):
-        return image.size
-    return image.shape[1], image.shape[0]
-
-
 def preprocess_train(
     image: Any,
     rng: np.random.Generator,
@@ -199,13 +193,3 @@ def preprocess_eval(
     img = to_pil_rgb(image, key)
     box = center_box(*img.size, crop_fraction)
     return np.asarray(_decode_crop_resize(img, box, image_size, key, draft), dtype=np.uint8)
-
-
-def normalize(images: jnp.ndarray, dtype: Any = jnp.float32) -> jnp.ndarray:
-    """Maps uint8 images to `dtype` in [-1, 1] (call inside the jitted train/eval step).
-
-    Args:
-      images: uint8 [..., H, W, 3].
-      dtype: output dtype, e.g. jnp.bfloat16.
-    """
-    return (images.astype(jnp.float32) * (2.0 / 255.0) - 1.0).astype(dtype)

@@ -1,10 +1,12 @@
-"""Converted weights on disk: ``<dir>/model.json`` + ``<dir>/variables`` (an orbax checkpoint).
+"""Writing converted weights: ``<dir>/model.json`` + ``<dir>/variables`` (an orbax checkpoint).
 
 ``model.json`` records what is needed to rebuild the model (name, ``num_classes``,
 ``scan_blocks``, ``aux_logits``), the inference preprocessing and the source file. The variables
 are ``{"params", "batch_stats"}``, written with ``orbax.checkpoint.StandardCheckpointer``, so any
 orbax reader can restore them. A directory is written under a temporary name and renamed when
-complete: a crashed conversion never leaves a half-written ``<dir>``.
+complete: a crashed conversion never leaves a half-written ``<dir>``. The format and its reader
+live in ``inception_jax.train.weights`` (training and evaluation read it without this package);
+they are re-exported here.
 """
 
 from __future__ import annotations
@@ -13,22 +15,28 @@ import json
 import os
 import shutil
 import uuid
-from typing import Any
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from inception_jax.interop import convert, layout, preprocess
-from inception_jax.models.network import Inception
+from inception_jax.interop import preprocess
+from inception_jax.train.weights import (
+    FORMAT,
+    MODEL_JSON,
+    VARIABLES,
+    ConvertedModelMismatchError,
+    load_converted,
+    read_model_json,
+)
 
-FORMAT = "inception_jax.converted/1"
-MODEL_JSON = "model.json"
-VARIABLES = "variables"
-
-
-class ConvertedModelMismatchError(ValueError):
-    """A converted checkpoint does not hold the model it was asked for (or claims to hold)."""
+__all__ = [
+    "ConvertedModelMismatchError",
+    "check_output_dir",
+    "load_converted",
+    "read_model_json",
+    "save_converted",
+]
 
 
 def check_output_dir(out_dir: str, overwrite: bool) -> None:
@@ -93,68 +101,3 @@ def save_converted(
         if os.path.isdir(tmp):
             shutil.rmtree(tmp)
     return out_dir
-
-
-def read_model_json(path: str | os.PathLike) -> dict[str, Any]:
-    """The ``model.json`` of a converted checkpoint; ``ValueError`` if ``path`` is not one."""
-    path = os.fspath(path)
-    meta_path = os.path.join(path, MODEL_JSON)
-    if not os.path.isfile(meta_path):
-        raise ValueError(f"{path} is not a converted checkpoint: no {MODEL_JSON} in it")
-    with open(meta_path) as f:
-        meta = json.load(f)
-    if meta.get("format") != FORMAT:
-        raise ValueError(f"{meta_path}: unknown format {meta.get('format')!r}, expected {FORMAT!r}")
-    return meta
-
-
-def _shapes(tree: Any) -> dict[str, tuple[int, ...]]:
-    flat = jax.tree_util.tree_flatten_with_path(tree)[0]
-    return {"/".join(str(k.key) for k in p): tuple(getattr(v, "shape", ())) for p, v in flat}
-
-
-def _check_shapes(saved: Any, expected: Any, path: str, model_name: str) -> None:
-    got, want = _shapes(saved), _shapes(expected)
-    for name in sorted(set(got) | set(want)):
-        if got.get(name) != want.get(name):
-            raise ConvertedModelMismatchError(
-                f"{path} does not hold {model_name} as its {MODEL_JSON} says: variable '{name}' "
-                f"has shape {got.get(name, 'missing')} there, {want.get(name, 'missing')} in the "
-                "model. Convert the weights again."
-            )
-
-
-def load_converted(
-    path: str | os.PathLike, model_name: str | None = None, scan_blocks: bool | None = None
-) -> tuple[Inception, dict[str, Any]]:
-    """Rebuilds the model recorded in ``path/model.json`` and restores its variables.
-
-    Args:
-      path: a directory written by :func:`save_converted` (the ``convert`` command).
-      model_name: if given, the model the caller expects; a different one is an error.
-      scan_blocks: layout of the returned model and variables; ``None``: as converted.
-
-    Returns:
-      ``(model, {"params", "batch_stats"})``; use ``model.apply(variables, x, train=False)``.
-
-    Raises:
-      ValueError: not a converted checkpoint. ConvertedModelMismatchError (a ValueError): another
-        model than ``model_name``, or variables that do not fit the recorded model.
-    """
-    path = os.path.abspath(os.fspath(path))
-    meta = read_model_json(path)
-    if model_name is not None and meta["model"] != model_name:
-        raise ConvertedModelMismatchError(f"{path} holds {meta['model']}, not {model_name}")
-    opts = meta["options"]
-    model = convert.build_model(
-        meta["model"], opts["num_classes"], opts["scan_blocks"], opts["aux_logits"]
-    )
-    target = convert.abstract_variables(model)
-    with ocp.StandardCheckpointer() as ckptr:
-        saved = ckptr.metadata(os.path.join(path, VARIABLES)).item_metadata
-        _check_shapes(dict(saved), dict(target), path, meta["model"])
-        variables = ckptr.restore(os.path.join(path, VARIABLES), dict(target))
-    if scan_blocks is not None and scan_blocks != opts["scan_blocks"]:
-        model = model.clone(scan_blocks=scan_blocks)
-        variables = layout.relayout(variables, scan_blocks)
-    return model, variables

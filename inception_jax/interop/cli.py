@@ -17,6 +17,7 @@ from collections.abc import Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
+from PIL import Image, UnidentifiedImageError
 
 from inception_jax.interop import checkpoint, labels, preprocess, timm_names
 from inception_jax.interop.convert import convert_timm_state_dict
@@ -69,16 +70,66 @@ def convert(
     )
 
 
+_SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+_ALPHA = ("RGBA", "LA", "PA", "RGBa", "La")
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """An 8-bit RGB image as a viewer shows `image` (PIL's own `convert("RGB")` is not that).
+
+    16-bit greyscale is scaled to 8 bits (PIL clips it: all white); alpha, including a palette's
+    or greyscale's transparency, is composited over white (PIL drops it, showing whatever colour
+    transparent pixels hold); palette and CMYK images are converted by PIL.
+
+    Raises:
+      ValueError: a mode with no defined mapping to 8 bits (32-bit float).
+    """
+    if image.mode in _SIXTEEN_BIT:
+        grey = np.asarray(image, dtype=np.float64)
+        image = Image.fromarray(np.clip(np.round(grey / 257.0), 0, 255).astype(np.uint8), "L")
+    elif image.mode == "F":
+        raise ValueError("32-bit float images have no defined 8-bit range; save as 8/16-bit PNG")
+    if image.mode in _ALPHA or "transparency" in image.info:
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+def load_image(path: str | os.PathLike, prep: preprocess.Preprocessing) -> np.ndarray:
+    """Reads one image file (any PIL mode, see `to_rgb`) and preprocesses it.
+
+    Raises:
+      ValueError: the file is missing, not an image PIL can read, or of an unsupported mode.
+    """
+    path = os.fspath(path)
+    try:
+        with Image.open(path) as image:
+            image.load()
+            return preprocess.transform(to_rgb(image), prep)
+    except FileNotFoundError as e:
+        raise ValueError(f"image file not found: {path}") from e
+    except (UnidentifiedImageError, OSError, SyntaxError) as e:
+        raise ValueError(f"cannot read image file {path}: {e}") from e
+    except ValueError as e:
+        raise ValueError(f"cannot convert image file {path}: {e}") from e
+
+
 def predict(
     weights: str | os.PathLike, images: Sequence[str | os.PathLike], top_k: int = 5
 ) -> list[list[tuple[str, float]]]:
     """Top-``top_k`` ``(label, probability)`` per image, with the checkpoint's preprocessing.
 
+    Images of any common mode are read as a viewer shows them (`to_rgb`).
+
     Raises:
-      ValueError: an unreadable image (named) or a directory that is not a converted checkpoint.
+      ValueError: an unreadable image (named), ``top_k < 1``, or a directory that is not a
+        converted checkpoint.
     """
+    if top_k < 1:
+        raise ValueError(f"top_k={top_k}: must be >= 1")
     prep = preprocess.Preprocessing.from_dict(checkpoint.read_model_json(weights)["preprocessing"])
-    batch = np.stack([preprocess.load_image(p, prep) for p in images])  # every file checked first
+    batch = np.stack([load_image(p, prep) for p in images])  # every file checked first
     model, variables = checkpoint.load_converted(weights)
     names = labels.label_names(model.num_classes)
     k = min(top_k, model.num_classes)
@@ -96,6 +147,19 @@ def predict(
     return results
 
 
+def _at_least(low: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"{value} is below {low}")
+        return value
+
+    return parse
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m inception_jax.interop.cli", description=__doc__
@@ -105,7 +169,9 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--model", required=True, choices=timm_names.MODELS)
     c.add_argument("--src", required=True, help="timm weights file (.pth, .pt, .safetensors)")
     c.add_argument("--out", required=True, help="new output directory")
-    c.add_argument("--num-classes", type=int, default=None, help="default: the file's")
+    c.add_argument(
+        "--num-classes", type=_at_least(1), default=None, help="default: the file's (>= 1)"
+    )
     c.add_argument("--no-scan", action="store_true", help="unrolled block_{i} parameter layout")
     c.add_argument("--no-aux", action="store_true", help="Inception-v3: drop the AuxLogits head")
     c.add_argument(
@@ -117,13 +183,16 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     p = sub.add_parser("predict", help="top-k ImageNet labels of image files")
     p.add_argument("--weights", required=True, help="directory written by convert")
-    p.add_argument("--top-k", type=int, default=5)
+    p.add_argument("--top-k", type=_at_least(1), default=5, help="labels per image (>= 1)")
     p.add_argument("images", nargs="+")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Runs the CLI; returns the exit status (errors are printed, not raised)."""
+    """Runs the CLI; returns the exit status: 0, or 2 for a user error (printed in one line).
+
+    Argument errors exit 2 from argparse itself; `--help` exits 0.
+    """
     args = _parser().parse_args(argv)
     try:
         if args.command == "convert":
@@ -147,7 +216,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     print(f"  {prob:7.4f}  {name}")
     except (ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
-        return 1
+        return 2
     return 0
 
 

@@ -13,17 +13,15 @@ import functools
 from collections.abc import Mapping
 from typing import Any
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
 from inception_jax.interop import timm_names
 from inception_jax.interop.timm_names import CONV_BIAS, CONV_BN, LINEAR, Unit
-from inception_jax.models import create_model
-from inception_jax.models.network import Inception
+from inception_jax.models import records
+from inception_jax.models.variables import abstract_variables, flat_shapes
+from inception_jax.train.weights import build_model
 
-# TF-slim checkpoints have 1001 classes, index 0 being "background" (spec §8).
-TF_CLASSES = 1001
+__all__ = ["StateDictMismatchError", "build_model", "convert_timm_state_dict"]
 
 
 class StateDictMismatchError(ValueError):
@@ -76,11 +74,6 @@ def _to_flax(array: np.ndarray, layout: str) -> np.ndarray:
     return array
 
 
-def _flat_shapes(tree: Any) -> dict[tuple[str, ...], tuple[int, ...]]:
-    flat = jax.tree_util.tree_flatten_with_path(tree)[0]
-    return {tuple(k.key for k in path): tuple(leaf.shape) for path, leaf in flat}
-
-
 def _our_key(unit: Unit, collection: str, leaf: str, scan: bool) -> tuple[str, ...]:
     leaf_path = tuple(leaf.split("/"))
     if unit.stage is None:
@@ -106,28 +99,13 @@ def _head_rows(sd: Mapping[str, Any], model_name: str) -> int | None:
     return None if weight is None or len(weight.shape) != 2 else int(weight.shape[0])
 
 
-def build_model(
-    model_name: str, num_classes: int, scan_blocks: bool = True, aux_logits: bool = False
-) -> Inception:
-    """Our released model in inference configuration (the options a converted file records)."""
-    timm_names.check_model(model_name)
-    extra = {"aux_logits": True} if aux_logits else {}
-    return create_model(model_name, num_classes=num_classes, scan_blocks=scan_blocks, **extra)
-
-
-def abstract_variables(model: Inception) -> dict:
-    """``jax.eval_shape`` of ``model.init``: the shapes every converted file must produce."""
-    size = model.min_input_size
-    x = jax.ShapeDtypeStruct((1, size, size, 3), jnp.float32)
-    return jax.eval_shape(lambda x: model.init(jax.random.key(0), x, train=False), x)
-
-
 @functools.lru_cache(maxsize=16)
 def _expected_shapes(
     model_name: str, num_classes: int, scan_blocks: bool, aux_logits: bool
 ) -> dict[tuple[str, ...], tuple[int, ...]]:
     model = build_model(model_name, num_classes, scan_blocks, aux_logits)
-    return _flat_shapes(abstract_variables(model))
+    shapes = flat_shapes(abstract_variables(model))
+    return {tuple(name.split("/")): shape for name, shape in shapes.items()}
 
 
 def convert_timm_state_dict(
@@ -148,7 +126,8 @@ def convert_timm_state_dict(
       scan_blocks: stack the blocks of repeated stages on a leading axis (``blocks/...``, for
         ``nn.scan``) instead of ``block_{i}/...``; must match the model the variables are used with.
       num_classes: classes of the converted head; ``None`` keeps the file's. A 1001-class file (TF
-        convention, background at index 0) converted with ``num_classes=1000`` loses logit row 0.
+        convention, background at index 0: the record's ``label_offset``) converted with
+        ``num_classes=1000`` loses logit row 0.
       aux_logits: Inception-v3 only: convert the ``AuxLogits`` head. ``None``: when the file has
         one. ``False`` drops a head that the file has.
 
@@ -167,7 +146,10 @@ def convert_timm_state_dict(
     n = num_classes if num_classes is not None else rows
     if n is None:
         n = 1000  # no usable classifier in the file: the check below names the missing tensor
-    drop_background = rows == TF_CLASSES and n == TF_CLASSES - 1
+    # TF-slim's ImageNet heads have `label_offset` rows (background) before class 0.
+    offset = records.release(model_name).label_offset
+    imagenet = records.IMAGENET_CLASSES
+    drop_background = offset > 0 and rows == imagenet + offset and n == imagenet
     want = _expected_shapes(model_name, n, scan_blocks, aux)
 
     flat: dict[tuple[str, ...], Any] = {}
@@ -185,7 +167,7 @@ def convert_timm_state_dict(
             used.add(name)
             value = sd[name]
             if drop_background and unit.kind == LINEAR:
-                value = value[1:]
+                value = value[offset:]
             if tuple(value.shape) != expected:
                 got = tuple(sd[name].shape)
                 problems.append(f"tensor {name!r} has shape {got}, expected {expected}")

@@ -6,8 +6,9 @@ their kind is read.
 
 from __future__ import annotations
 
+import importlib
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 TORCH_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt")
@@ -33,31 +34,33 @@ def _unwrap(obj: Any, path: str) -> Mapping[str, Any]:
     return obj
 
 
-def _load_torch(path: str) -> Mapping[str, Any]:
+def _read(path: str, package: str, what: str, read: Callable[[Any], Any]) -> Any:
+    """``read(module)`` with ``package`` imported; a missing package or an unreadable file gets
+    a one-line error naming ``path`` and ``what`` it was read as."""
     try:
-        import torch
+        module = importlib.import_module(package)
     except ImportError as e:  # pragma: no cover - depends on the install
         raise ImportError(
-            f"reading {path} needs PyTorch: pip install 'inception_jax[interop]'"
+            f"reading {path} needs {package.split('.')[0]}: pip install 'inception_jax[interop]'"
         ) from e
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch raises many kinds for a bad file
-        raise ValueError(f"cannot read {path} as a PyTorch checkpoint: {e}") from e
+        return read(module)
+    except Exception as e:  # torch and safetensors raise many kinds for a bad file
+        raise ValueError(f"cannot read {path} as {what}: {e}") from e
+
+
+def _load_torch(path: str) -> Mapping[str, Any]:
+    obj = _read(
+        path,
+        "torch",
+        "a PyTorch checkpoint",
+        lambda torch: torch.load(path, map_location="cpu", weights_only=True),
+    )
     return _unwrap(obj, path)
 
 
 def _load_safetensors(path: str) -> Mapping[str, Any]:
-    try:
-        from safetensors.numpy import load_file
-    except ImportError as e:  # pragma: no cover - depends on the install
-        raise ImportError(
-            f"reading {path} needs safetensors: pip install 'inception_jax[interop]'"
-        ) from e
-    try:
-        return load_file(path)
-    except Exception as e:  # safetensors raises its own error types
-        raise ValueError(f"cannot read {path} as a safetensors file: {e}") from e
+    return _read(path, "safetensors.numpy", "a safetensors file", lambda st: st.load_file(path))
 
 
 def load_state_dict(path: str | os.PathLike) -> Mapping[str, Any]:

@@ -2,54 +2,27 @@
 
 timm default cfgs (spec §8): bicubic resize of the shorter side to ``floor(size / crop_pct)``,
 center crop ``size`` (torchvision ``CenterCrop`` rounding), scale to [0, 1], then
-``(x - mean) / std`` with mean = std = 0.5 for the TF/torchvision weights, i.e. [-1, 1].
+``(x - mean) / std``. Each network's numbers live in its record (``inception_jax.models.records``).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-_CROP_PCT = {
-    "inception_v3_release": 0.875,
-    "inception_v4_release": 0.875,
-    "inception_resnet_v2_release": 0.8975,
-}
-INCEPTION_MEAN_STD = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
-# timm's gluon Inception-v3 weights expect ImageNet statistics instead.
-IMAGENET_MEAN_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-NORMALISATIONS = {"inception": INCEPTION_MEAN_STD, "imagenet": IMAGENET_MEAN_STD}
+from inception_jax.models import records
+from inception_jax.models.records import NORMALISATIONS, Preprocessing
 
-
-@dataclasses.dataclass(frozen=True)
-class Preprocessing:
-    """timm-style eval preprocessing."""
-
-    size: int = 299
-    crop_pct: float = 0.875
-    interpolation: str = "bicubic"
-    mean: tuple[float, float, float] = INCEPTION_MEAN_STD[0]
-    std: tuple[float, float, float] = INCEPTION_MEAN_STD[1]
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> Preprocessing:
-        return cls(**{**d, "mean": tuple(d["mean"]), "std": tuple(d["std"])})
+__all__ = ["NORMALISATIONS", "Preprocessing", "default_preprocessing", "load_image", "transform"]
 
 
 def default_preprocessing(model_name: str, normalisation: str = "inception") -> Preprocessing:
     """timm's default eval preprocessing of ``model_name`` (``normalisation``: ``inception`` for
     TF/torchvision weights, ``imagenet`` for gluon weights)."""
-    if normalisation not in NORMALISATIONS:
-        raise ValueError(f"normalisation={normalisation!r}; choose one of {sorted(NORMALISATIONS)}")
-    mean, std = NORMALISATIONS[normalisation]
-    return Preprocessing(crop_pct=_CROP_PCT.get(model_name, 0.875), mean=mean, std=std)
+    return records.eval_preprocessing(model_name, normalisation)
 
 
 _RESAMPLE = {

@@ -16,14 +16,15 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 
-from inception_jax.models import get_model_def
+from inception_jax.models import get_model_def, records
 from inception_jax.models.ops import Conv, Fork, Stage
 
 # Kinds of unit: conv+BN (``<p>.conv.weight``, ``<p>.bn.*``), conv with bias (the residual
 # up-projection U, ``<p>.weight``, ``<p>.bias``), fully connected (``<p>.weight``, ``<p>.bias``).
 CONV_BN, CONV_BIAS, LINEAR = "conv_bn", "conv_bias", "linear"
 
-MODELS = ("inception_v3_release", "inception_v4_release", "inception_resnet_v2_release")
+# The networks with a public checkpoint (their records say which timm model each is).
+MODELS = records.released()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -154,11 +155,6 @@ _BLOCK_PREFIX: dict[str, Callable[[str, int], str]] = {
     "inception_v4_release": _v4_block,
     "inception_resnet_v2_release": _irv2_block,
 }
-_CLASSIFIER = {
-    "inception_v3_release": "fc",
-    "inception_v4_release": "last_linear",
-    "inception_resnet_v2_release": "classif",
-}
 _V3_AUX = (
     Unit("AuxLogits.conv0", None, None, ("aux_conv0",), CONV_BN),
     Unit("AuxLogits.conv1", None, None, ("aux_conv1",), CONV_BN),
@@ -192,16 +188,12 @@ _STAGE_MODULES = {
 
 def check_model(model_name: str) -> None:
     """Raises ``ValueError`` unless timm has a counterpart of ``model_name``."""
-    if model_name not in _NAMERS:
-        raise ValueError(
-            f"no timm counterpart for {model_name!r}; weights can be imported into {list(MODELS)}"
-        )
+    records.release(model_name)
 
 
 def classifier_name(model_name: str) -> str:
     """timm module name of the classifier (``classif``, ``last_linear``, ``fc``)."""
-    check_model(model_name)
-    return _CLASSIFIER[model_name]
+    return records.release(model_name).classifier
 
 
 def _stage_units(model_name: str, stage: Stage) -> list[Unit]:
@@ -238,7 +230,7 @@ def timm_units(model_name: str, aux_logits: bool = False) -> list[Unit]:
         units.extend(_stage_units(model_name, stage))
         if aux_logits and model_name == "inception_v3_release" and stage.name == "mixed_6e":
             units.extend(_V3_AUX)
-    units.append(Unit(_CLASSIFIER[model_name], None, None, ("logits",), LINEAR))
+    units.append(Unit(classifier_name(model_name), None, None, ("logits",), LINEAR))
     return units
 
 

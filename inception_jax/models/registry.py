@@ -26,6 +26,7 @@ from inception_jax.models.ops import (
     scale_block,
     stage_shapes,
 )
+from inception_jax.models.records import RECORDS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,42 +65,42 @@ _SLIM_IR_RECIPE = dict(decay_biases=True)
 
 _REGISTRY: dict[str, ModelDef] = {
     "inception_v3_paper": ModelDef(
-        specs.inception_v3,
-        "Inception-v3 baseline (released layout, TF conventions; spec §7.3)",
+        RECORDS["inception_v3_paper"].stages,
+        RECORDS["inception_v3_paper"].description,
         {**_PAPER, **_SLIM_V3},
         has_aux_head=True,
     ),
     "inception_v4_paper": ModelDef(
-        lambda: specs.inception_v4(release=False),
-        "Inception-v4 as drawn (Figs. 3-9)",
+        RECORDS["inception_v4_paper"].stages,
+        RECORDS["inception_v4_paper"].description,
         {**_PAPER, **_SLIM_V4},
     ),
     "inception_resnet_v1_paper": ModelDef(
-        specs.inception_resnet_v1,
-        "Inception-ResNet-v1 (Figs. 10-15)",
+        RECORDS["inception_resnet_v1_paper"].stages,
+        RECORDS["inception_resnet_v1_paper"].description,
         {**_PAPER, **_SLIM_IR},
         recipe=_SLIM_IR_RECIPE,
     ),
     "inception_resnet_v2_paper": ModelDef(
-        specs.inception_resnet_v2_paper,
-        "Inception-ResNet-v2 as drawn, widths 384/1152/2144 (Figs. 3, 16-19; spec §5.3)",
+        RECORDS["inception_resnet_v2_paper"].stages,
+        RECORDS["inception_resnet_v2_paper"].description,
         {**_PAPER, **_SLIM_IR},
         recipe=_SLIM_IR_RECIPE,
     ),
     "inception_v3_release": ModelDef(
-        specs.inception_v3,
-        "Inception-v3, timm/torchvision (avg pools include padding; optional aux head)",
+        RECORDS["inception_v3_release"].stages,
+        RECORDS["inception_v3_release"].description,
         {**_RELEASE, **_SLIM_V3, "pool_include_pad": True},
         has_aux_head=True,
     ),
     "inception_v4_release": ModelDef(
-        lambda: specs.inception_v4(release=True),
-        "Inception-v4, TF-slim/timm kernel order",
+        RECORDS["inception_v4_release"].stages,
+        RECORDS["inception_v4_release"].description,
         {**_RELEASE, **_SLIM_V4},
     ),
     "inception_resnet_v2_release": ModelDef(
-        specs.inception_resnet_v2_release,
-        "Inception-ResNet-v2, TF-slim/timm (Mixed_5b stem, 10/20/10 blocks, 320/1088/2080)",
+        RECORDS["inception_resnet_v2_release"].stages,
+        RECORDS["inception_resnet_v2_release"].description,
         {**_RELEASE, **_SLIM_IR},
         recipe=_SLIM_IR_RECIPE,
     ),

@@ -1,4 +1,4 @@
-"""Spec tables of every registered network (``shared/docs/architecture.md``), as data.
+"""Spec tables of every registered network (``docs/ARCHITECTURE.md``), as data.
 
 ``paper`` tables follow the paper's figures (Szegedy et al. 2017, arXiv 1602.07261) after the
 spec's resolution of the figure errors (§10); ``release`` tables follow the public checkpoints

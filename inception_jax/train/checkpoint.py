@@ -5,7 +5,8 @@
 - A state with non-finite parameters or batch statistics is never saved.
 - Restore targets the current mesh (replicated), so a checkpoint written on 8 devices restores on 1.
 - An unreadable newest checkpoint is moved aside (`corrupt_<step>`) and the previous one is used.
-- A checkpoint of a different architecture fails with the first mismatched parameter named.
+- A readable checkpoint that does not fit the configured state (another architecture, optimizer or
+  EMA setting) is never treated as corrupt: `StateMismatchError` names the first differing entry.
 - Each process's data-iterator state is a JSON file `data_state/<step>.process_<i>.json` written
   before the orbax save starts, so every committed step has one.
 """
@@ -26,9 +27,14 @@ from absl import logging
 from jax.sharding import Mesh
 
 from inception_jax.train import sharding
+from inception_jax.train import workdir as workdir_lib
 
 
-class ArchitectureMismatchError(ValueError):
+class StateMismatchError(ValueError):
+    """A readable checkpoint whose train state does not fit the configured one (not corrupt)."""
+
+
+class ArchitectureMismatchError(StateMismatchError):
     """The checkpoint's parameters differ from the configured model's."""
 
 
@@ -61,6 +67,39 @@ def check_architecture(saved: Any, expected: Any, where: str) -> None:
             )
 
 
+# What a differing part of the train state most likely comes from, for the message.
+_STATE_PARTS = {
+    "opt_state": "the optimizer state (another optimizer.name or optimizer setting)",
+    "ema_params": "the EMA parameters (optimizer.ema_decay switched on or off)",
+    "batch_stats": "the batch-norm statistics (another model setting)",
+}
+
+
+def check_state_structure(saved: Any, expected: Any, where: str) -> None:
+    """Raises `StateMismatchError` if the checkpoint's state entries or shapes differ.
+
+    A checkpoint whose metadata reads but does not fit is intact: it must be reported, never
+    treated as corrupt (which would set it aside and silently restart the run).
+
+    Args:
+        saved: the checkpoint's state metadata (anything with `.shape` leaves).
+        expected: the configured train state as a state dict (concrete or abstract).
+        where: the checkpoint, for the message.
+    """
+    check_architecture(saved["params"], expected["params"], where)
+    got, want = _flat_shapes(saved), _flat_shapes(expected)
+    differing = [n for n in sorted(set(got) | set(want)) if got.get(n) != want.get(n)]
+    if differing:
+        name = differing[0]
+        part = _STATE_PARTS.get(name.split("/")[0], f"'{name.split('/')[0]}'")
+        raise StateMismatchError(
+            f"The checkpoint {where} does not fit this config's train state: {len(differing)} "
+            f"entries differ in {part}, first '{name}' ({got.get(name, 'missing')} there, "
+            f"{want.get(name, 'missing')} here). It is intact and was left in place. Rerun with "
+            "the config it was made with (the workdir's config.json) or use a new --workdir."
+        )
+
+
 @jax.jit
 def _all_finite(tree: Any) -> jax.Array:
     leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]
@@ -86,7 +125,9 @@ class Checkpointer:
             options=ocp.CheckpointManagerOptions(
                 max_to_keep=keep,
                 enable_async_checkpointing=async_save,
-                cleanup_tmp_directories=True,
+                # Not while another process trains here (evaluating during training): the
+                # temporary directories are its saves in progress.
+                cleanup_tmp_directories=not workdir_lib.held_by_another_process(workdir),
             ),
         )
 
@@ -160,7 +201,8 @@ class Checkpointer:
             `(state, data_state, step)`, or `(None, None, None)` when there is no checkpoint.
 
         Raises:
-            ArchitectureMismatchError: the checkpoint's parameters differ from `target`'s.
+            StateMismatchError: the checkpoint is readable but its state (parameters:
+                `ArchitectureMismatchError`; optimizer state, EMA, ...) differs from `target`'s.
         """
         replicated = sharding.replicated(mesh)
         target_dict = flax.serialization.to_state_dict(target)
@@ -178,7 +220,7 @@ class Checkpointer:
                     raise
                 self._set_aside(s, f"metadata: {e}")
                 continue
-            check_architecture(saved["params"], target_dict["params"], where)
+            check_state_structure(saved, target_dict, where)
             try:
                 restored = self.manager.restore(
                     s, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract))

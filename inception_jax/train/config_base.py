@@ -124,6 +124,11 @@ def get_base_config() -> ml_collections.ConfigDict:
     config.death.zero_frac_threshold = 0.99
     config.death.patience = 3
     config.death.stop_on_death = False
+
+    # Weights to start from when the workdir has no checkpoint yet (train/init_from.py): converted
+    # released weights, a run's workdir or one of its checkpoints/<step> directories.
+    config.init_from = placeholder(str)
+    config.init_from_parts = "all"  # "all" | "backbone" (all but the classifier: new classes).
     return config
 
 

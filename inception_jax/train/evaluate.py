@@ -79,10 +79,10 @@ def evaluate_checkpoint(config: Any, workdir: str, checkpoint: str | None = None
 
 def _evaluate_converted(config: Any, path: str, mesh: Any) -> dict:
     """Evaluates converted released weights (a directory with `model.json`) on the eval split."""
-    from inception_jax.interop.checkpoint import load_converted
     from inception_jax.models.network import runtime_residual_scale
     from inception_jax.train import step as step_lib
     from inception_jax.train.state import TrainState
+    from inception_jax.train.weights import load_converted
 
     model, variables = load_converted(
         path, model_name=config.model.name, scan_blocks=config.model.scan_blocks

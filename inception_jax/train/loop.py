@@ -4,12 +4,15 @@ Resume order: the workdir's newest good checkpoint (state and data order), else 
 Non-finite steps: the step flags them and records the first one in the state; the host checks at
 every logging and checkpoint step, naming the step and the first non-finite quantity. Policy 'stop'
 ends the run with `NonFiniteError`, keeping the last good checkpoint; 'skip' leaves the update out
-and counts it (`skipped_steps`). SIGTERM saves a checkpoint and returns cleanly.
+and counts it (`skipped_steps`). SIGTERM or SIGINT saves a checkpoint and returns cleanly. The
+workdir is claimed first (`workdir.claim`: a lock, the config check) and nothing is written in it
+before the config is validated.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import signal
 import threading
 import time
@@ -21,9 +24,10 @@ import numpy as np
 from absl import logging
 
 from inception_jax.train import checkpoint as checkpoint_lib
-from inception_jax.train import config_check, distributed, setup, sharding
+from inception_jax.train import config_check, distributed, init_from, setup, sharding
 from inception_jax.train import metrics as metrics_lib
 from inception_jax.train import step as step_lib
+from inception_jax.train import workdir as workdir_lib
 from inception_jax.train.evaluate import evaluate
 from inception_jax.train.state import NONFINITE_NAMES
 
@@ -36,15 +40,26 @@ class NonFiniteError(FloatingPointError):
 
 @contextlib.contextmanager
 def _sigterm_flag():
+    """SIGTERM and SIGINT (Ctrl-C) set the flag (`flag.signal_name` says which); a second SIGINT
+    raises KeyboardInterrupt, for a user who does not want to wait for the checkpoint."""
     flag = threading.Event()
+    flag.signal_name = None
     if threading.current_thread() is not threading.main_thread():
         yield flag
         return
-    previous = signal.signal(signal.SIGTERM, lambda *_: flag.set())
+
+    def handler(signum, frame):
+        if signum == signal.SIGINT and flag.is_set():
+            raise KeyboardInterrupt
+        flag.signal_name = signal.Signals(signum).name
+        flag.set()
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
         yield flag
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for s, h in previous.items():
+            signal.signal(s, h)
 
 
 def _any_process(flag: bool) -> bool:
@@ -56,7 +71,10 @@ def _any_process(flag: bool) -> bool:
 
 
 def train_and_evaluate(
-    config: Any, workdir: str, step_hooks: Sequence[StepHook] = ()
+    config: Any,
+    workdir: str,
+    step_hooks: Sequence[StepHook] = (),
+    allow_config_change: bool = False,
 ) -> dict[str, Any]:
     """Trains and evaluates as `config` says, recording everything in `workdir`.
 
@@ -66,6 +84,8 @@ def train_and_evaluate(
             `summary.json`. An existing run there is resumed.
         step_hooks: callables `(step, metrics) -> reason or None` run at every logged step; a
             returned reason stops the run after a checkpoint (used for block-death detection).
+        allow_config_change: continue a run whose stored config differs in training-relevant
+            fields (recorded in `config_history.jsonl`; see `inception_jax/train/workdir.py`).
 
     Returns:
         The summary written to `summary.json`: `status` ('completed', 'preempted' or 'stopped'),
@@ -74,19 +94,45 @@ def train_and_evaluate(
         (`inception_jax.analysis.death`; `death.stop_on_death` stops the run at death).
 
     Raises:
-        ValueError: an invalid config field (named).
+        ValueError: an invalid config field (named), before anything is written.
+        WorkdirError: the workdir is in use, or holds a run made with another config.
         NonFiniteError: a non-finite step under `nonfinite_policy='stop'`.
     """
     config_check.validate_config(config, jax.device_count())
+    config_check.validate_with_dataset(config, setup.data_module().dataset_info(config.data))
     exp = setup.build_experiment(config)
+    with workdir_lib.claim(config, workdir, allow_config_change, exp.total_steps) as claim:
+        if claim.finished is not None:
+            _report_finished(workdir, claim.finished)
+            return claim.finished
+        return _train(config, workdir, exp, claim, step_hooks)
+
+
+def _report_finished(workdir: str, summary: dict[str, Any]) -> None:
+    if jax.process_index() == 0:
+        print(
+            f"The run in {workdir} has already ended (status {summary.get('status')!r} at step "
+            f"{summary.get('step')}); nothing was changed. Its summary.json:\n"
+            f"{json.dumps(summary, indent=2)}\nTo evaluate it again: --mode=eval.",
+            flush=True,
+        )
+
+
+def _train(
+    config: Any,
+    workdir: str,
+    exp: setup.Experiment,
+    claim: workdir_lib.Claim,
+    step_hooks: Sequence[StepHook],
+) -> dict[str, Any]:
     mesh, t = exp.mesh, config.train
     pipeline = setup.data_module()
     ckpt = checkpoint_lib.Checkpointer(workdir, keep=t.keep_checkpoints)
     state, data_state, start = ckpt.restore(exp.abstract_state(config.seed), mesh)
     if state is None:
         state, start = exp.init_state(jax.random.PRNGKey(config.seed)), 0
+        state = init_from.init_from_config(state, config, mesh)
     state = exp.with_config_hparams(state)
-    metrics_lib.write_json(f"{workdir}/config.json", config.to_dict())
     train_iter = pipeline.create_train_iterator(
         config.data,
         t.batch_size,
@@ -96,6 +142,7 @@ def train_and_evaluate(
     )
     if data_state is not None:
         train_iter.set_state(data_state)
+    claim.record_start(start)  # Once everything that can refuse the resumed state has run.
 
     train_step = step_lib.make_train_step(exp.model, exp.tx, exp.schedule, config, mesh)
     stats_step = None
@@ -107,11 +154,10 @@ def train_and_evaluate(
     guard = distributed.StepGuard.for_run()  # Several processes: aligned compiles, watchdog.
     if guard is not None:
         train_step, stats_step, eval_step = guard.wrap(train_step, stats_step, eval_step)
-    writer = metrics_lib.MetricWriter(workdir, start, exp.total_steps, t.progress_bar)
-    writer.log(
-        f"{'Resuming from' if start else 'Starting at'} step {start} of {exp.total_steps} "
-        f"({exp.steps_per_epoch} steps/epoch, {len(mesh.devices.flat)} devices) in {workdir}"
+    writer = metrics_lib.MetricWriter(
+        workdir, start, exp.total_steps, t.progress_bar, batch_size=t.batch_size
     )
+    writer.log(metrics_lib.startup_message(config, exp, state, mesh, start, workdir))
 
     death = None
     if config.get("death") is not None:
@@ -127,23 +173,28 @@ def train_and_evaluate(
     try:
         with _sigterm_flag() as sigterm:
             run.loop(train_step, stats_step, eval_step, ckpt, sigterm)
-        ckpt.save(run.step, run.state, train_iter.get_state())
-        ckpt.wait()
-        summary = {"status": run.status, "step": run.step}
-        if run.status == "preempted":
-            writer.log(
-                f"SIGTERM received: saved a checkpoint at step {run.step} in {ckpt.directory}; "
-                "rerun the same command to resume."
-            )
-        else:
-            if run.last_eval_step != run.step:
-                final_eval = evaluate(eval_step, run.state, config, mesh)
-                summary.update(final_eval)
-                writer.write(run.step, final_eval, split="eval")
+            ckpt.save(run.step, run.state, train_iter.get_state())
+            ckpt.wait()
+            summary = {"status": run.status, "step": run.step}
+            if run.status == "preempted":
+                summary["signal"] = sigterm.signal_name or "SIGTERM"
+                writer.log(
+                    f"{summary['signal']} received: saved a checkpoint at step {run.step} in "
+                    f"{ckpt.directory}; rerun the same command to resume."
+                )
             else:
-                summary.update(run.last_eval)
+                if run.last_eval_step != run.step:
+                    final_eval = evaluate(eval_step, run.state, config, mesh)
+                    summary.update(final_eval)
+                    writer.write(run.step, final_eval, split="eval")
+                else:
+                    summary.update(run.last_eval)
     except NonFiniteError as e:
         summary = {"status": "nonfinite", "step": run.step, "error": str(e)}
+        raise
+    except BaseException as e:  # A bug or a second Ctrl-C: the summary still says so.
+        status = "interrupted" if isinstance(e, KeyboardInterrupt) else "failed"
+        summary = {"status": status, "step": run.step, "error": f"{type(e).__name__}: {e}"}
         raise
     finally:
         if guard is not None:
@@ -154,7 +205,8 @@ def train_and_evaluate(
             stop_reason=run.reason,
             skipped_steps=int(run.state.skipped_steps),
             train_time_s=run.train_time,
-            images_per_sec=run.images / max(run.train_time, 1e-9),
+            # Steady state (compiling and evaluating steps left out) where measured.
+            images_per_sec=writer.images_per_sec() or run.images / max(run.train_time, 1e-9),
             model=config.model.name,
             dataset=config.data.name,
         )

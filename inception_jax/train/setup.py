@@ -73,18 +73,20 @@ class Experiment:
         return state.replace(hparams=hparams)
 
 
-def build_experiment(config: Any, mesh: Mesh | None = None) -> Experiment:
+def build_experiment(config: Any, mesh: Mesh | None = None, info: Any = None) -> Experiment:
     """Builds mesh, model, optimizer and the jitted state initialiser from `config`.
 
     Args:
         config: the (validated) experiment config.
         mesh: the device mesh; default all devices.
+        info: the dataset's `num_classes`, `num_train`, `num_eval` (a `DatasetInfo`); default:
+            read from the input pipeline (the step benchmark states them instead).
 
     Returns:
         An `Experiment`.
     """
     mesh = mesh or sharding.create_mesh()
-    info = data_module().dataset_info(config.data)
+    info = info or data_module().dataset_info(config.data)
     num_classes = config.model.num_classes or info.num_classes
     num_train = config.data.num_train_examples or info.num_train
     num_eval = config.data.num_eval_examples or info.num_eval

@@ -33,12 +33,6 @@ def batch_sharded(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, P(DATA_AXIS))
 
 
-def local_batch_size(global_batch_size: int, mesh: Mesh) -> int:
-    """Returns this process's share of `global_batch_size` on `mesh`."""
-    local_devices = sum(d.process_index == jax.process_index() for d in mesh.devices.flat)
-    return global_batch_size * local_devices // mesh.devices.size
-
-
 def shard_batch(batch: dict[str, Any], mesh: Mesh) -> dict[str, jax.Array]:
     """Assembles this process's host batch into global arrays sharded over `mesh`.
 
@@ -53,9 +47,3 @@ def shard_batch(batch: dict[str, Any], mesh: Mesh) -> dict[str, jax.Array]:
     return jax.tree.map(
         lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), batch
     )
-
-
-def replicate(tree: Any, mesh: Mesh) -> Any:
-    """Places `tree` (identical on every process) replicated on `mesh`."""
-    sharding = replicated(mesh)
-    return jax.tree.map(lambda x: jax.device_put(x, sharding), tree)

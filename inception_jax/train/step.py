@@ -14,25 +14,13 @@ import jax.numpy as jnp
 import optax
 from jax.sharding import Mesh
 
+from inception_jax.models.inputs import normalize
 from inception_jax.train import optimizer as optimizer_lib
 from inception_jax.train import sharding
 from inception_jax.train.state import TrainState
 
 Batch = dict[str, jax.Array]
 Metrics = dict[str, Any]
-
-
-def normalize(images: jax.Array, dtype: Any = jnp.float32) -> jax.Array:
-    """Scales uint8 images to [-1, 1] on device; float images pass through as `dtype`."""
-    try:
-        from inception_jax.data.preprocess import normalize as data_normalize
-    except ImportError:  # The data package needs tfds/grain; the step must not.
-        data_normalize = None
-    if images.dtype == jnp.uint8:
-        if data_normalize is not None:
-            return data_normalize(images, dtype)
-        return (images.astype(jnp.float32) / 127.5 - 1.0).astype(dtype)
-    return images.astype(dtype)
 
 
 def cross_entropy(logits: jax.Array, labels: jax.Array, label_smoothing: float) -> jax.Array:
