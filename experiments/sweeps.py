@@ -210,3 +210,52 @@ def _is_protocol(key: str, value: Any) -> bool:
     """Whether `key=value` is a fixed part of a sweep's recipe (left out of run names)."""
     protocols = (CONVERGENCE_PROTOCOL, DEATH_PROTOCOL)
     return any(key in p and p[key] == value for p in protocols)
+
+
+# --- GPU protocol sizing ---
+# Owned by the study-report helper (experiments/report.py, experiments/gpu_death_study.*).
+
+# Report kind of each sweep (experiments.report: `death` = death map, `convergence` = curves with
+# bands and ratios). A sweep function may instead carry a `kind` attribute, which wins.
+REPORT_KINDS = {
+    "residual_scale": "death",
+    "death_map": "death",
+    "death_map_gpu": "death",
+    "residual_vs_plain": "convergence",
+    "convergence": "convergence",
+}
+
+# The death protocol on one H100/H200 (experiments/gpu_death_study.sh): `death_map`'s protocol
+# and arms (same networks, recipe and run names, so GPU runs extend the CPU map), with three
+# seeds where the CPU map has one. Order: every arm's seed 0 in the CPU map's order, then seeds 1,
+# then seeds 2 (the positive control keeps one seed: it only has to show that the detector
+# fires). The budget runner (experiments/gpu_death_study.py) runs them in this order and drops
+# what does not fit.
+GPU_DEATH_SEEDS = (0, 1, 2)
+GPU_CONTROL_LR_MULTIPLIER = 4.0  # The positive control's arm in DEATH_ARMS (must die).
+
+
+def death_map_gpu(scale: str = "small") -> Iterator[Overrides]:
+    """`death_map`'s runs and more seeds, in priority order (see GPU_DEATH_SEEDS)."""
+    arms = [(w, s, m, d) for w, s, m, d, _ in DEATH_ARMS[scale]]
+    arms = list(dict.fromkeys(arms))  # An arm listed twice (other seeds) once.
+    seeds = GPU_DEATH_SEEDS[:1] if scale == "tiny" else GPU_DEATH_SEEDS
+    for seed in seeds:
+        for width, s, mult, delay in arms:
+            if seed != seeds[0] and mult == GPU_CONTROL_LR_MULTIPLIER:
+                continue
+            for overrides in death_map(scale):
+                arm = (
+                    overrides["model.width"],
+                    overrides["model.residual_scale"],
+                    overrides["optimizer.learning_rate"],
+                    overrides["train.gradient_delay"],
+                )
+                if arm == (width, s, round(PAPER_LR * mult, 6), delay):
+                    yield {**overrides, "seed": seed}
+                    break
+
+
+death_map_gpu.kind = "death"
+SWEEPS["death_map_gpu"] = death_map_gpu
+# --- end GPU protocol sizing ---

@@ -1,7 +1,8 @@
 """The notebooks run against a tiny sweep produced here and draw their figures.
 
-Both sweeps run at the `tiny` scale (smoke-sized IR-v2 runs of four steps, the synthetic input
-pipeline of conftest) and the notebooks read them through `INCEPTION_JAX_RUNS`.
+The study sweeps `death_map` and `convergence` run at the `tiny` scale (smoke-sized IR-v2 runs of
+four steps, the synthetic input pipeline of conftest) and the notebooks read them through
+`INCEPTION_JAX_RUNS` (they prefer these sweeps to the first round's).
 """
 
 from __future__ import annotations
@@ -21,10 +22,11 @@ from experiments import sweep  # noqa: E402
 NOTEBOOKS = {
     "activation_statistics.ipynb": {
         "zero_frac_per_block",
+        "block_dead_frac",
         "branch_ratio_grad_norm",
         "pre_pool_dead_vs_living",
     },
-    "convergence.ipynb": {"convergence"},
+    "convergence.ipynb": {"convergence", "steps_to_target"},
 }
 
 
@@ -46,7 +48,7 @@ def tiny_sweeps(tmp_path_factory):
     mp = pytest.MonkeyPatch()
     mp.setattr(setup, "data_module", lambda: SyntheticPipeline())
     try:
-        for name in ("residual_scale", "residual_vs_plain"):
+        for name in ("death_map", "convergence"):
             sweep.run_sweep(name, str(root / name), "tiny", parallel="sequential")
     finally:
         mp.undo()

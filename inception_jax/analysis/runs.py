@@ -9,11 +9,14 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import json
+import math
 import os
 from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from inception_jax.analysis import death
 
 STAT_PREFIX = "stats/"
 
@@ -31,6 +34,8 @@ class RunData:
         train: train metrics, one row per logged step, plus `wall_s` (cumulative training time
             estimated from each interval's `images_per_sec`; the first interval includes compiling).
         eval: held-out metrics, one row per evaluation.
+        records: the raw metrics records (what the death criteria read: in the frames, a step
+            without statistics and a non-finite value are both NaN).
     """
 
     name: str
@@ -40,6 +45,7 @@ class RunData:
     overrides: dict[str, Any]
     train: pd.DataFrame
     eval: pd.DataFrame
+    records: list[dict[str, Any]] = dataclasses.field(default_factory=list, repr=False)
 
     def stats(self) -> pd.DataFrame:
         """The activation statistics in long form (see `stats_frame`)."""
@@ -116,6 +122,7 @@ def load_run(workdir: str) -> RunData:
         overrides=overrides_file.get("overrides", {}),
         train=train,
         eval=_frame(records, "eval"),
+        records=records,
     )
 
 
@@ -140,7 +147,11 @@ def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def run_row(run: RunData) -> dict[str, Any]:
-    """One table row of `run`: its overrides, summary fields and last train metrics."""
+    """One table row of `run`: its overrides, summary fields, death criteria, last train metrics.
+
+    `criterion` is the most severe death criterion that fired (`death.diagnose`): `nonfinite`,
+    `pre_pool_zero`, `partial` or `none`; `death_description` says where and when.
+    """
     config = _flat(run.config)
     row: dict[str, Any] = {"run": run.name}
     for key in ("model.name", "model.width", "model.residual_scale", "model.residual", "seed"):
@@ -157,6 +168,12 @@ def run_row(run: RunData) -> dict[str, Any]:
         eval_loss=s.get("loss"),
         train_time_s=s.get("train_time_s"),
     )
+    # The criteria recomputed from the records: runs from before partial death was recorded live
+    # get the same columns.
+    diagnosis = death_diagnosis(run)
+    for key in ("criterion", "death_description", "first_dead_block", "first_dead_block_step"):
+        row[key] = diagnosis[key]
+    row["first_dead_block_onset_step"] = diagnosis["first_dead_block_onset_step"]
     if len(run.train):
         last = run.train.iloc[-1]
         row["train_loss"] = last.get("loss")
@@ -226,3 +243,152 @@ def steps_to_target(curve: pd.Series, target: float, window: int = 3) -> float:
     smooth = curve.dropna().rolling(window, min_periods=1).mean()
     hit = smooth[smooth >= target]
     return float(hit.index[0]) if len(hit) else float("nan")
+
+
+# --- Death criteria of runs (see inception_jax.analysis.death) ---
+
+
+def block_order(config: dict[str, Any]) -> list[str]:
+    """Block names (`<stage>[<i>]`, then `pre_pool`) of the run's network, in network order.
+
+    Args:
+        config: a run's `config.json` (needs `model.name`; `model.blocks` if set).
+
+    Returns:
+        The names, or [] if the model is not in the registry.
+    """
+    from inception_jax.models.registry import resolve_stages
+
+    model = config.get("model", {})
+    try:
+        blocks = model.get("blocks")
+        stages = resolve_stages(model["name"], 1.0, tuple(blocks) if blocks else None)
+    except (KeyError, ValueError):
+        return []
+    names = [f"{s.name}[{i}]" for s in stages for i in range(s.repeats or 1)]
+    return [*names, death.PRE_POOL]
+
+
+def dead_fraction_frame(run: RunData) -> pd.DataFrame:
+    """Dead-channel fraction per block over time: index step, one column per block.
+
+    Columns are block names in network order (`block_order`), rows the statistics measurements.
+    """
+    columns = {death.block_name(c): c for c in run.train.columns if death.block_name(c) is not None}
+    order = [b for b in block_order(run.config) if b in columns]
+    order += sorted(set(columns) - set(order))
+    frame = run.train[[columns[b] for b in order]].dropna(how="all")
+    frame.columns = order
+    return frame
+
+
+def death_diagnosis(run: RunData, criteria: death.DeathCriteria | None = None) -> dict[str, Any]:
+    """The death criteria applied post hoc to `run` (see `death.diagnose`).
+
+    The criteria default to the run's own `config.death` thresholds. A non-finite step that
+    stopped the run (`summary.json`: death_cause `nonfinite_<what>`) counts too.
+    """
+    if criteria is None:
+        criteria = death.DeathCriteria.from_config(run.config.get("death", {}))
+    cause = str(run.summary.get("death_cause") or "")
+    nonfinite_step, what = -1, "loss"
+    if cause.startswith("nonfinite") and run.summary.get("death_step") is not None:
+        nonfinite_step, what = int(run.summary["death_step"]), cause.removeprefix("nonfinite_")
+    return death.diagnose(
+        run.records, criteria, block_order(run.config), nonfinite_step, what or "loss"
+    )
+
+
+# --- Convergence statistics over seeds ---
+
+# Two-sided 95% Student-t critical values t_{0.975, df}, df = 1..30 (beyond: normal, 1.96).
+_T975 = (
+    12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
+    2.201, 2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086,
+    2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042,
+)  # fmt: skip
+
+
+def t_interval(values: Any) -> tuple[float, float, float]:
+    """Mean and 95% Student-t interval of the mean of `values` (NaNs dropped).
+
+    The interval is `mean -/+ t_{0.975, n-1} * sd / sqrt(n)` (sd with n-1 degrees of freedom); it
+    assumes the values (one per seed) are independent draws of a roughly normal quantity. One
+    value gives a NaN interval, none a NaN mean.
+    """
+    x = np.asarray(values, dtype=float)
+    x = x[~np.isnan(x)]
+    if not len(x):
+        return float("nan"), float("nan"), float("nan")
+    mean = float(x.mean())
+    if len(x) < 2:
+        return mean, float("nan"), float("nan")
+    t = _T975[len(x) - 2] if len(x) - 1 <= len(_T975) else 1.96
+    half = t * float(x.std(ddof=1)) / math.sqrt(len(x))
+    return mean, mean - half, mean + half
+
+
+def mean_band(curves: dict[Any, pd.Series]) -> pd.DataFrame:
+    """Mean curve over seeds with its 95% t-interval band (`t_interval`) at every step.
+
+    Args:
+        curves: one curve (a Series indexed by step) per seed.
+
+    Returns:
+        A frame indexed by step with columns `mean`, `lo`, `hi`, `n` (seeds with a value at that
+        step; a run that stopped early leaves the later steps to the others).
+    """
+    frame = pd.concat({k: v.dropna() for k, v in curves.items()}, axis=1).sort_index()
+    stats = [t_interval(row) for row in frame.to_numpy()]
+    out = pd.DataFrame(stats, index=frame.index, columns=["mean", "lo", "hi"])
+    out["n"] = frame.notna().sum(axis=1).to_numpy()
+    return out
+
+
+def steps_to_reach(curve: pd.Series, target: float) -> tuple[float, bool]:
+    """Steps to reach `target` on a curve sampled at a few steps (held-out evaluations).
+
+    Linear interpolation between the last point below the target and the first point at or above
+    it; the first point itself if it is already at the target (no point before it to
+    interpolate from).
+
+    Returns:
+        (step, censored): censored is True when the curve never reaches the target, and step is
+        then the last step evaluated (the true value is greater: report it as "> step").
+        An empty curve gives (NaN, True).
+    """
+    c = curve.dropna().sort_index()
+    if not len(c):
+        return float("nan"), True
+    steps, values = c.index.to_numpy(dtype=float), c.to_numpy(dtype=float)
+    hit = np.flatnonzero(values >= target)
+    if not len(hit):
+        return float(steps[-1]), True
+    i = int(hit[0])
+    if i == 0:
+        return float(steps[0]), False
+    s0, s1, y0, y1 = steps[i - 1], steps[i], values[i - 1], values[i]
+    return float(s0 + (target - y0) * (s1 - s0) / (y1 - y0)), False
+
+
+def bootstrap_ratio(
+    numerator: Any, denominator: Any, n_boot: int = 10_000, seed: int = 0
+) -> tuple[float, float, float]:
+    """Ratio of means `mean(numerator) / mean(denominator)` with a 95% bootstrap interval.
+
+    Seeds are resampled with replacement within each arm independently (`n_boot` times, NumPy
+    generator seeded with `seed`, so the interval is reproducible); the interval is the 2.5 and
+    97.5 percentiles of the resampled ratios. With one value per arm the interval collapses to the
+    point. NaNs are dropped; an empty arm gives NaNs.
+    """
+    a = np.asarray(numerator, dtype=float)
+    b = np.asarray(denominator, dtype=float)
+    a, b = a[~np.isnan(a)], b[~np.isnan(b)]
+    if not len(a) or not len(b):
+        return float("nan"), float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    ra = a[rng.integers(len(a), size=(n_boot, len(a)))].mean(axis=1)
+    rb = b[rng.integers(len(b), size=(n_boot, len(b)))].mean(axis=1)
+    ratios = ra / rb
+    lo, hi = np.percentile(ratios, [2.5, 97.5])
+    return float(a.mean() / b.mean()), float(lo), float(hi)
