@@ -349,6 +349,7 @@ def run_plan(
             threads), kept out of the run names.
     """
     from experiments import sweep
+    from inception_jax import experiment
     from inception_jax.train import loop
 
     sweep._enable_compilation_cache(root)
@@ -387,7 +388,7 @@ def run_plan(
         )
         t0 = time.time()
         try:
-            summary = loop.train_and_evaluate(config, run.workdir, (Deadline(deadline),))
+            summary = experiment.train_and_evaluate(config, run.workdir, (Deadline(deadline),))
         except loop.NonFiniteError:
             with open(os.path.join(run.workdir, "summary.json")) as f:
                 summary = json.load(f)

@@ -137,13 +137,14 @@ def run_in_process(run: Run, scale: str) -> dict[str, Any]:
 
     A run that fails to start (a bad override or config field) leaves no directory behind.
     """
+    from inception_jax import experiment
     from inception_jax.train import loop
 
     config = build_config(run, scale)
     existed = os.path.isdir(run.workdir)
     _write_overrides(run)
     try:
-        return loop.train_and_evaluate(config, run.workdir)
+        return experiment.train_and_evaluate(config, run.workdir)
     except loop.NonFiniteError:  # Recorded in summary.json (status 'nonfinite', death fields).
         with open(os.path.join(run.workdir, "summary.json")) as f:
             return json.load(f)

@@ -186,6 +186,7 @@ def main(argv: list[str]) -> None:
             stall_timeout_s=FLAGS.stall_timeout,
         )
     logging.set_verbosity(logging.WARNING)
+    from inception_jax import experiment
     from inception_jax.train import config_check, evaluate, loop
 
     config = FLAGS.config
@@ -198,7 +199,7 @@ def main(argv: list[str]) -> None:
                 _record_evaluation(run_dir, result)
             print(json.dumps(result, indent=2))
             return
-        summary = loop.train_and_evaluate(
+        summary = experiment.train_and_evaluate(
             config, FLAGS.workdir, allow_config_change=FLAGS.allow_config_change
         )
     except loop.NonFiniteError as e:

@@ -210,7 +210,7 @@ def _kill_last_block(monkeypatch):
 
 @pytest.mark.parametrize("dead", [True, False], ids=["forced_dead", "healthy"])
 def test_loop_detects_a_dead_network_at_the_right_step(tmp_path, synthetic_data, monkeypatch, dead):
-    from inception_jax.train import loop
+    from inception_jax import experiment
 
     if dead:
         _kill_last_block(monkeypatch)
@@ -218,7 +218,7 @@ def test_loop_detects_a_dead_network_at_the_right_step(tmp_path, synthetic_data,
     config.train.num_steps = 5
     config.death.patience = 3
     config.death.stop_on_death = True
-    summary = loop.train_and_evaluate(config, str(tmp_path))
+    summary = experiment.train_and_evaluate(config, str(tmp_path))
     saved = json.loads((tmp_path / "summary.json").read_text())
     assert saved["died"] is summary["died"] is dead
     if dead:

@@ -78,6 +78,7 @@ def _sigterm_at(step):
 def test_runner_skips_finished_and_resumes_interrupted(
     tmp_path, synthetic_data, monkeypatch, capsys
 ):
+    from inception_jax import experiment
     from inception_jax.train import loop
 
     def tiny_sweep(scale):
@@ -97,8 +98,10 @@ def test_runner_skips_finished_and_resumes_interrupted(
     assert not sweep.is_finished(interrupted.workdir)
 
     calls = []
-    real = loop.train_and_evaluate
-    monkeypatch.setattr(loop, "train_and_evaluate", lambda c, w: calls.append(w) or real(c, w))
+    real = experiment.train_and_evaluate
+    monkeypatch.setattr(
+        experiment, "train_and_evaluate", lambda c, w: calls.append(w) or real(c, w)
+    )
     capsys.readouterr()
     sweep.run_sweep("tiny_test", str(root), "tiny", parallel="sequential")
     out = capsys.readouterr().out

@@ -172,6 +172,19 @@ class DeathDetector:
         return self._pre_pool.onset
 
     @classmethod
+    def for_run(cls, config: Any, workdir: str) -> DeathDetector | None:
+        """The training loop's hook factory: a detector for `config.death` (None without one).
+
+        Replaying `metrics.jsonl` restores the streaks of a resumed run (single-process only, so
+        every process of a multi-host run takes the same stop decision).
+        """
+        if config.get("death") is None:
+            return None
+        import jax
+
+        return cls.from_config(config.death, workdir if jax.process_count() == 1 else None)
+
+    @classmethod
     def from_config(cls, death_cfg: Any, workdir: str | None = None) -> DeathDetector:
         """Builds a detector from `config.death`; replays `<workdir>/metrics.jsonl` if present.
 

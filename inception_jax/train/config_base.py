@@ -125,6 +125,10 @@ def get_base_config() -> ml_collections.ConfigDict:
     config.death.zero_frac_threshold = 0.99
     config.death.patience = 3
     config.death.stop_on_death = False
+    # Partial death: a block whose fraction of dead channels (zero for the whole batch) stays
+    # above this for `block_patience` measurements (recorded, never stops the run).
+    config.death.block_dead_threshold = 0.5
+    config.death.block_patience = 3
 
     # Weights to start from when the workdir has no checkpoint yet (train/init_from.py): converted
     # released weights, a run's workdir or one of its checkpoints/<step> directories.

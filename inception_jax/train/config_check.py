@@ -217,6 +217,11 @@ FIELDS: dict[str, tuple[Range, str]] = {
     ),
     "death.patience": (_int(1), "consecutive logged steps of a dead block before a death"),
     "death.stop_on_death": (_bool(), "stop the run at a death"),
+    "death.block_dead_threshold": (
+        _num(0, 1, open_low=True, open_high=False),
+        "a block has partly died when this fraction of its channels is dead (recorded only)",
+    ),
+    "death.block_patience": (_int(1), "consecutive measurements above it before a partial death"),
 }
 
 

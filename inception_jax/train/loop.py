@@ -32,6 +32,7 @@ from inception_jax.train.evaluate import evaluate
 from inception_jax.train.state import NONFINITE_NAMES
 
 StepHook = Callable[[int, dict[str, float]], str | None]
+HookFactory = Callable[[Any, str], StepHook | None]
 
 
 class NonFiniteError(FloatingPointError):
@@ -75,6 +76,7 @@ def train_and_evaluate(
     workdir: str,
     step_hooks: Sequence[StepHook] = (),
     allow_config_change: bool = False,
+    hook_factories: Sequence[HookFactory] = (),
 ) -> dict[str, Any]:
     """Trains and evaluates as `config` says, recording everything in `workdir`.
 
@@ -86,12 +88,17 @@ def train_and_evaluate(
             returned reason stops the run after a checkpoint (used for block-death detection).
         allow_config_change: continue a run whose stored config differs in training-relevant
             fields (recorded in `config_history.jsonl`; see `inception_jax/train/workdir.py`).
+        hook_factories: callables `(config, workdir) -> hook or None`, called once the run has
+            resumed (its metrics file truncated to the restored step), for hooks that replay
+            the run's history, e.g. `inception_jax.analysis.death.DeathDetector.for_run`
+            (`inception_jax.experiment.train_and_evaluate` plugs it in). A hook with a
+            `summary(nonfinite_step, nonfinite_what)` method adds its fields to `summary.json`.
 
     Returns:
         The summary written to `summary.json`: `status` ('completed', 'preempted' or 'stopped'),
         `step`, eval `top1`/`top5`/`loss`/`num_examples`, `train_time_s`, `images_per_sec`.
-        With `config.death`: `died`, `death_step`, `death_onset_step`, `death_cause`
-        (`inception_jax.analysis.death`; `death.stop_on_death` stops the run at death).
+        Hooks with a `summary` method add theirs (the death detector: `died`, `death_step`,
+        `criterion`, ...).
 
     Raises:
         ValueError: an invalid config field (named), before anything is written.
@@ -105,7 +112,7 @@ def train_and_evaluate(
         if claim.finished is not None:
             _report_finished(workdir, claim.finished)
             return claim.finished
-        return _train(config, workdir, exp, claim, step_hooks)
+        return _train(config, workdir, exp, claim, step_hooks, hook_factories)
 
 
 def _report_finished(workdir: str, summary: dict[str, Any]) -> None:
@@ -124,6 +131,7 @@ def _train(
     exp: setup.Experiment,
     claim: workdir_lib.Claim,
     step_hooks: Sequence[StepHook],
+    hook_factories: Sequence[HookFactory],
 ) -> dict[str, Any]:
     mesh, t = exp.mesh, config.train
     pipeline = setup.data_module()
@@ -159,15 +167,8 @@ def _train(
     )
     writer.log(metrics_lib.startup_message(config, exp, state, mesh, start, workdir))
 
-    death = None
-    if config.get("death") is not None:
-        from inception_jax.analysis.death import DeathDetector
-
-        # Replaying metrics.jsonl restores the streak of a resumed run (single-process only, so
-        # every process of a multi-host run takes the same stop decision).
-        replay = workdir if jax.process_count() == 1 else None
-        death = DeathDetector.from_config(config.death, replay)
-        step_hooks = (*step_hooks, death)
+    made = (make(config, workdir) for make in hook_factories)
+    step_hooks = (*step_hooks, *(hook for hook in made if hook is not None))
     run = _Run(config, exp, state, start, train_iter, writer, step_hooks)
     summary: dict[str, Any] = {}
     try:
@@ -211,9 +212,10 @@ def _train(
             model=config.model.name,
             dataset=config.data.name,
         )
-        if death is not None:
-            bad = int(run.state.nonfinite_step)
-            summary.update(death.summary(bad, NONFINITE_NAMES[int(run.state.nonfinite_what)]))
+        bad, what = int(run.state.nonfinite_step), int(run.state.nonfinite_what)
+        for hook in step_hooks:
+            if hasattr(hook, "summary"):
+                summary.update(hook.summary(bad, NONFINITE_NAMES[what]))
         metrics_lib.write_json(f"{workdir}/summary.json", summary)
     if "top1" in summary:
         writer.log(

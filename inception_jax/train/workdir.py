@@ -47,6 +47,8 @@ LOGGING_FIELDS = frozenset(
         "train.eval_batch_size",
         "train.stats_every_steps",
         "data.data_dir",  # Where the prepared dataset lies, not what it holds.
+        "death.block_dead_threshold",  # Partial death is recorded, never stops a run.
+        "death.block_patience",
     }
 )
 # Death-detection thresholds only decide what is recorded, unless the run stops at a death.
