@@ -15,7 +15,7 @@
 # The pip line is the device README's (Python 3.12, manylinux x86-64, no dependencies: name each).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-grep -qxF '/.whl/' .git/info/exclude 2>/dev/null || echo '/.whl/' >> .git/info/exclude
+exclude=$(git rev-parse --git-path info/exclude) && { grep -qxF '/.whl/' "$exclude" 2>/dev/null || echo '/.whl/' >> "$exclude"; }
 mkdir -p .whl
 if [ $# -eq 0 ]; then
   set -- grain==0.2.18 array-record==0.8.6 portpicker==1.6.0
