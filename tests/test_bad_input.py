@@ -104,7 +104,7 @@ CASES = [
     (
         "nan_residual_scale",
         ["--config.model.residual_scale=nan"],
-        ["config.model.residual_scale=nan", "must be a finite number"],
+        ["config.model.residual_scale='nan'", "must be a finite number"],
     ),
     ("zero_width", ["--config.model.width=0"], ["config.model.width=0", "must be a finite"]),
     (

@@ -12,8 +12,8 @@ import os
 import jax
 import numpy as np
 import pytest
+from conftest import random_variables as _random_variables
 from mini_imagenet import VAL_LABELS, make_mini_imagenet
-from test_eval_converted import _random_variables
 
 from inception_jax.data import pipeline, preprocess
 from inception_jax.evaluation import __main__ as cli

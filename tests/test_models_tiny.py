@@ -116,7 +116,8 @@ def test_plain_conv_bn_block_is_an_inception_conv_unit_with_the_same_parameter_c
     assert _count(v_plain) == _count(v_res)  # U's bias became the BN offset.
     up = v_plain["params"]["inception_resnet_a"]["blocks"]["up"]
     assert set(up) == {"conv", "bn"} and "bias" not in up["conv"]
-    (_, aux), _ = plain.apply(v_plain, x, train=True, mutable=["batch_stats"])
+    rngs = {"dropout": jax.random.key(1)}
+    (_, aux), _ = plain.apply(v_plain, x, train=True, mutable=["batch_stats"], rngs=rngs)
     # Ends in ReLU(BN(.)) (batch statistics in training: ReLU of unit-variance values, RMS
     # ~0.71), not ReLU(s * U(.)), which the residual scale would shrink.
     a = np.asarray(aux["stages"]["inception_resnet_a"])

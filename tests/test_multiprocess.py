@@ -33,7 +33,13 @@ def start(workdir, data_dir, steps, devices, process_id=None, port=None, extra=(
         data_dir,
         batch_size=8,
         num_steps=steps,
-        extra=["--config.train.checkpoint_every_steps=0", *extra],
+        # Clipped: unclipped, the smoke config's large rate diverges and amplifies the float
+        # rounding of the cross-process all-reduce that the comparison below tolerates.
+        extra=[
+            "--config.train.checkpoint_every_steps=0",
+            "--config.optimizer.clip=global_norm",
+            *extra,
+        ],
     )
     if process_id is not None:
         cmd += [
@@ -108,11 +114,11 @@ def test_two_processes_equal_one_process_and_die_together(tmp_path, data_dir):
         assert "This most likely indicates that another task died" in err
         assert "Task 1 heartbeat timeout" in err or "stopped sending heartbeats" in err
     assert took < 60
-    assert "(25 steps/epoch, 4 devices)" in out
+    assert "4 cpu devices" in out + err and "25 steps/epoch" in out + err
 
     single_rc, single_out, single_err = finish([single])[0]
     assert single_rc == 0, single_err[-4000:]
-    assert "(25 steps/epoch, 4 devices)" in single_out
+    assert "4 cpu devices" in single_out + single_err
     one, two = train_rows(str(tmp_path / "one")), train_rows(workdir)[:steps]
     assert [r["step"] for r in one] == [r["step"] for r in two] == [1, 2, 3]
     for a, b in zip(one, two, strict=True):

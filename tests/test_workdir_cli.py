@@ -223,12 +223,17 @@ def test_sweep_failed_start_leaves_no_directory(tmp_path, monkeypatch, capsys):
     def broken(scale):
         yield {"model.name": "inception_resnet_v2_paper", "model.bn_momentum": 2.0}
 
+    broken.kind = "death"
+
     monkeypatch.setitem(sweeps.SWEEPS, "broken", broken)
     root = tmp_path / "root"
     with pytest.raises(SystemExit) as e:
         sweep.main(["--sweep=broken", f"--root={root}", "--scale=tiny", "--parallel=sequential"])
     assert e.value.code == 2
     out = capsys.readouterr()
-    assert "FAILED inception_resnet_v2_paper: ValueError: config.model.bn_momentum=2.0" in out.out
+    assert (
+        "FAILED inception_resnet_v2_paper-bn_momentum2.0: ValueError: config.model.bn_momentum=2.0"
+        in out.out
+    )
     assert out.err.startswith("error: no runs")
     assert not root.exists()
