@@ -207,8 +207,9 @@ def _steps_text(values: Iterable[Any]) -> str:
 def death_map_table(runs_table: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     """One row per cell: seeds dead (non-finite or pre-pool), partially dead, survived.
 
-    `outcome` reads e.g. `died 3/3 (pre_pool_zero)`, `partial 1/3 (inception_resnet_c[4])` or
-    `survived 3/3`; onset and death steps are listed per dead seed.
+    `outcome` reads e.g. `died 3/3 (pre_pool_zero)`, `partial 1/3 (inception_resnet_c[4])`,
+    `survived 3/3`, or `alive so far 1/1 (unfinished)` when a living run has not reached its last
+    step; onset and death steps are listed per dead seed.
     """
     cols = [_short(k) for k in keys]
     rows = []
@@ -224,7 +225,10 @@ def death_map_table(runs_table: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
             blocks = ", ".join(sorted(set(partial["first_dead_block"])))
             outcome = f"partial {len(partial)}/{n} ({blocks})"
         else:
-            outcome = f"survived {n}/{n}"
+            # A run not at its planned end (interrupted, or still being trained) is alive so far,
+            # not a survivor.
+            ended = g["status"].isin(("completed", "stopped", "nonfinite"))
+            outcome = f"survived {n}/{n}" if ended.all() else f"alive so far {n}/{n} (unfinished)"
         rows.append(
             {
                 **dict(zip(cols, cell, strict=True)),
@@ -536,6 +540,13 @@ def convergence_report(
 ) -> dict[str, Any]:
     """Convergence with error bars: per-run, per-model and ratio tables and the band plot."""
     target = sweeps.TARGET_TOP1.get(scale, 0.5) if target is None else target
+    # Runs still in progress (interrupted, or not started past a few steps) would enter the
+    # statistics censored at an arbitrary step: they are listed, not counted.
+    ended = df["status"].isin(("completed", "stopped", "nonfinite"))
+    unfinished = sorted(df.loc[~ended, "run"]) if "run" in df else []
+    runs = {k: v for k, v in df.attrs["runs"].items() if k not in unfinished}
+    df = df[ended]
+    df.attrs["runs"] = runs
     runs_table = convergence_runs_table(df, target)
     models = convergence_models_table(runs_table, target)
     ratios = ratio_table(runs_table, target)
@@ -546,7 +557,8 @@ def convergence_report(
         "(held-out evaluations; the smoothed train top-1 when a run has fewer than two); a run "
         "that never reaches it is censored at its last step. Intervals: 95% Student-t over "
         "seeds (per model); 95% bootstrap over seeds, 10,000 resamples, rng seed 0 (ratios).\n\n"
-        "## Per model\n\n"
+        + (f"Unfinished runs, not counted: {', '.join(unfinished)}.\n\n" if unfinished else "")
+        + "## Per model\n\n"
         + to_markdown(models)
         + "\n## Ratios (plain / residual steps to target)\n\n"
         + (to_markdown(ratios) if len(ratios) else "No residual/plain pair in this sweep.\n")
