@@ -221,7 +221,7 @@ def test_a_field_added_since_the_run_counts_only_off_its_default():
     stored = _stored()
     new = _stored()
     new["train"]["a_new_knob"] = 0
-    defaults = workdir.flatten(new)
+    defaults = config_check.flat_fields(new)
     assert workdir.training_changes(stored, new, defaults) == []  # The old behaviour.
     new["train"]["a_new_knob"] = 3
     changes = workdir.training_changes(stored, new, defaults)

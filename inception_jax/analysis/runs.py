@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from inception_jax.analysis import death
+from inception_jax.train.config_check import flat_fields
 
 STAT_PREFIX = "stats/"
 
@@ -136,23 +137,13 @@ def find_runs(root: str) -> list[str]:
     return sorted(found)
 
 
-def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flat(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
 def run_row(run: RunData) -> dict[str, Any]:
     """One table row of `run`: its overrides, summary fields, death criteria, last train metrics.
 
     `criterion` is the most severe death criterion that fired (`death.diagnose`): `nonfinite`,
     `pre_pool_zero`, `partial` or `none`; `death_description` says where and when.
     """
-    config = _flat(run.config)
+    config = flat_fields(run.config)
     row: dict[str, Any] = {"run": run.name}
     for key in ("model.name", "model.width", "model.residual_scale", "model.residual", "seed"):
         row[key] = run.overrides.get(key, config.get(key))

@@ -230,7 +230,8 @@ def _fail(field: str, value: Any, why: str) -> None:
 
 
 def flat_fields(config: Any, prefix: str = "") -> dict[str, Any]:
-    """The config's leaf fields by dotted name (sections are recursed into)."""
+    """The config's leaf fields by dotted name (sections are recursed into); a ConfigDict or
+    nested mappings such as a loaded `config.json`."""
     out: dict[str, Any] = {}
     for key, value in config.items():
         if hasattr(value, "items") and not isinstance(value, tuple | list):

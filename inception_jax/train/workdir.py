@@ -31,6 +31,8 @@ import jax
 import numpy as np
 from absl import logging
 
+from inception_jax.train.config_check import flat_fields
+
 LOCK_NAME = "run.lock"
 HISTORY_NAME = "config_history.jsonl"
 ALLOW_FLAG = "--allow_config_change"
@@ -72,17 +74,6 @@ class ConfigChange:
         return f"{self.field}: {self.old!r} -> {self.new!r}"
 
 
-def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """`{"a": {"b": 1}}` -> `{"a.b": 1}`; lists and tuples are values."""
-    out: dict[str, Any] = {}
-    for key, value in tree.items():
-        if isinstance(value, Mapping):
-            out.update(flatten(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
-
-
 def as_json(config: Any) -> dict[str, Any]:
     """The config as `config.json` stores it (tuples become lists), for comparison."""
     tree = config.to_dict() if hasattr(config, "to_dict") else dict(config)
@@ -106,7 +97,7 @@ def training_changes(
         One `ConfigChange` per differing field, sorted by name; a field missing on one side has
         the value `"(absent)"` there.
     """
-    old_flat, new_flat = flatten(stored), flatten(new)
+    old_flat, new_flat = flat_fields(stored), flat_fields(new)
     death_stops = old_flat.get("death.stop_on_death") or new_flat.get("death.stop_on_death")
     changes = []
     for field in sorted(set(old_flat) | set(new_flat)):
@@ -124,7 +115,7 @@ def base_defaults() -> dict[str, Any]:
     """The base config's fields, flattened and JSON-normalised (see `training_changes`)."""
     from inception_jax.train.config_base import get_base_config
 
-    return flatten(as_json(get_base_config()))
+    return flat_fields(as_json(get_base_config()))
 
 
 def committed_steps(workdir: str) -> list[int]:
