@@ -311,18 +311,10 @@ class Deadline:
 
 def _measured_step_s(workdir: str, batch: int) -> float | None:
     """Median seconds per train step over the logged intervals after the first (compile)."""
-    rates = []
-    path = os.path.join(workdir, "metrics.jsonl")
-    if not os.path.exists(path):
-        return None
-    with open(path) as f:
-        for line in f:
-            try:
-                r = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if r.get("split", "train") == "train" and r.get("images_per_sec"):
-                rates.append(float(r["images_per_sec"]))
+    from inception_jax.train import metrics_schema as schema
+
+    records = schema.rows(schema.read_records(workdir), schema.TRAIN)
+    rates = [float(r[schema.IMAGES_PER_SEC]) for r in records if r.get(schema.IMAGES_PER_SEC)]
     rates = rates[1:]
     return statistics.median(batch / max(r, 1e-9) for r in rates) if rates else None
 

@@ -28,8 +28,8 @@ from matplotlib.figure import Figure
 
 from experiments import sweeps
 from inception_jax.analysis import runs as runs_lib
+from inception_jax.train import metrics_schema as schema
 
-ZERO_FRAC = "stats/pre_pool/zero_frac"
 KINDS = ("death", "convergence")
 # Residual networks and the plain networks they are compared with (paper Figs. 25-26 and the
 # same-network ablation): (plain label, residual label). A ratio plain / residual above one means
@@ -109,9 +109,10 @@ def _light_copy(run: runs_lib.RunData, out_dir: str) -> None:
         src = os.path.join(run.workdir, name)
         if os.path.exists(src):
             shutil.copyfile(src, os.path.join(dest, name))
-    src = os.path.join(run.workdir, "metrics.jsonl")
+    src = os.path.join(run.workdir, schema.METRICS_FILE)
     if os.path.exists(src):
-        with open(src, "rb") as f, gzip.open(os.path.join(dest, "metrics.jsonl.gz"), "wb") as g:
+        gz = os.path.join(dest, schema.METRICS_FILE + schema.GZIP_SUFFIX)
+        with open(src, "rb") as f, gzip.open(gz, "wb") as g:
             g.write(f.read())
 
 
@@ -184,7 +185,7 @@ def death_runs_table(df: pd.DataFrame) -> pd.DataFrame:
             death_onset_step=d["death_onset_step"],
             first_dead_block=d["first_dead_block"],
             first_dead_block_onset_step=d["first_dead_block_onset_step"],
-            final_pre_pool_zero_frac=r.get("pre_pool_zero_frac"),
+            final_pre_pool_zero_frac=r.get(runs_lib.PRE_POOL_ZERO_FRAC),
             final_train_loss=r["train_loss"],
             eval_top1=r["eval_top1"],
             description=d["death_description"],
@@ -350,8 +351,14 @@ def death_report(df: pd.DataFrame, out_dir: str, scale: str, **_: Any) -> dict[s
     cells = death_map_table(runs_table, keys)
     cells.to_csv(os.path.join(out_dir, "death_map.csv"), index=False)
     plots = [
-        plot_pre_pool(df, out_dir, ZERO_FRAC, "pre_pool_zero_frac.png", "pre-pool zero fraction"),
-        plot_pre_pool(df, out_dir, "loss", "train_loss.png", "train loss"),
+        plot_pre_pool(
+            df,
+            out_dir,
+            schema.PRE_POOL_ZERO_FRAC,
+            "pre_pool_zero_frac.png",
+            "pre-pool zero fraction",
+        ),
+        plot_pre_pool(df, out_dir, schema.LOSS, "train_loss.png", "train loss"),
     ]
     heatmap = plot_block_heatmaps(df, runs_table, out_dir)
     plots += [heatmap] if heatmap else []
@@ -393,10 +400,12 @@ def model_label(run: runs_lib.RunData) -> str:
 
 def _top1_curve(run: runs_lib.RunData) -> tuple[pd.Series, str]:
     """Held-out top-1 vs step (else the 3-point mean of train top-1) and which it is."""
-    if "top1" in run.eval and run.eval["top1"].notna().sum() >= 2:
-        return run.eval["top1"].dropna(), "held-out"
-    if "top1" in run.train:
-        return run.train["top1"].rolling(3, min_periods=1).mean().dropna(), "train (3-point mean)"
+    if schema.TOP1 in run.eval and run.eval[schema.TOP1].notna().sum() >= 2:
+        return run.eval[schema.TOP1].dropna(), "held-out"
+    if schema.TOP1 in run.train:
+        return run.train[schema.TOP1].rolling(
+            3, min_periods=1
+        ).mean().dropna(), "train (3-point mean)"
     return pd.Series(dtype=float), "none"
 
 
@@ -412,13 +421,15 @@ def convergence_runs_table(df: pd.DataFrame, target: float) -> pd.DataFrame:
                 "model": model_label(run),
                 "seed": run.config.get("seed"),
                 "steps": s.get("step", int(run.train.index.max()) if len(run.train) else 0),
-                "eval_points": int(run.eval["top1"].notna().sum()) if "top1" in run.eval else 0,
+                "eval_points": int(run.eval[schema.TOP1].notna().sum())
+                if schema.TOP1 in run.eval
+                else 0,
                 "top1_curve": source,
                 f"steps_to_top1_{target:g}": steps,
                 "censored": censored,
                 "final_eval_top1": s.get("top1"),
-                "final_train_loss": run.train["loss"].dropna().iloc[-1]
-                if "loss" in run.train and run.train["loss"].notna().any()
+                "final_train_loss": run.train[schema.LOSS].dropna().iloc[-1]
+                if schema.LOSS in run.train and run.train[schema.LOSS].notna().any()
                 else np.nan,
                 "train_time_s": s.get("train_time_s"),
                 "died": bool(s.get("died", False)),
@@ -500,9 +511,9 @@ def plot_convergence(df: pd.DataFrame, out_dir: str, target: float) -> str:
     for i, (label, group) in enumerate(sorted(groups.items())):
         colour, ls = f"C{i}", "--" if "resnet" not in label or "no shortcuts" in label else "-"
         losses = {
-            j: r.train["loss"].dropna().rolling(LOSS_SMOOTHING, min_periods=1).mean()
+            j: r.train[schema.LOSS].dropna().rolling(LOSS_SMOOTHING, min_periods=1).mean()
             for j, r in enumerate(group)
-            if "loss" in r.train
+            if schema.LOSS in r.train
         }
         curves = {}
         for j, r in enumerate(group):
