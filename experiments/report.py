@@ -156,7 +156,7 @@ def death_runs_table(df: pd.DataFrame) -> pd.DataFrame:
             death_onset_step=d["death_onset_step"],
             first_dead_block=d["first_dead_block"],
             first_dead_block_onset_step=d["first_dead_block_onset_step"],
-            final_pre_pool_zero_frac=r.get(runs_lib.PRE_POOL_ZERO_FRAC),
+            final_pre_pool_zero_frac=r.get(runs_lib.PRE_POOL_ZERO_FRAC_COLUMN),
             final_train_loss=r["train_loss"],
             eval_top1=r["eval_top1"],
             description=d["death_description"],

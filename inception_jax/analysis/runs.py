@@ -20,7 +20,7 @@ from inception_jax.train import metrics_schema as schema
 from inception_jax.train.config_check import flat_fields
 
 # The run-table column holding the last logged pre-pool zero fraction.
-PRE_POOL_ZERO_FRAC = f"{schema.PRE_POOL}_{schema.ZERO_FRAC}"
+PRE_POOL_ZERO_FRAC_COLUMN = f"{schema.PRE_POOL}_{schema.ZERO_FRAC}"
 
 
 @dataclasses.dataclass
@@ -154,7 +154,7 @@ def run_row(run: RunData) -> dict[str, Any]:
         row["train_top1"] = last.get(schema.TOP1)
         if schema.PRE_POOL_ZERO_FRAC in run.train:
             zf = run.train[schema.PRE_POOL_ZERO_FRAC].dropna()
-            row[PRE_POOL_ZERO_FRAC] = zf.iloc[-1] if len(zf) else None
+            row[PRE_POOL_ZERO_FRAC_COLUMN] = zf.iloc[-1] if len(zf) else None
     row["workdir"] = run.workdir
     return row
 
