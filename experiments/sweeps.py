@@ -9,7 +9,9 @@ values (`{"model.residual_scale": 0.2}`); its `model.name` picks the base config
 
 The runner (`experiments/sweep.py`) names each run from its overrides (`run_name`) and gives it
 its own workdir; the report (`experiments/report.py`) renders a record's runs. Neither is
-imported here.
+imported here. Importing this module loads `configs/quickstart.py` (the small convergence recipe),
+and with it the data pipeline's defaults: a caller that must first replace the data source
+(`experiments/gpu_death_study.py`) imports it afterwards.
 """
 
 from __future__ import annotations
