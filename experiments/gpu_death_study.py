@@ -49,7 +49,8 @@ import types
 from collections.abc import Sequence
 from typing import Any
 
-from experiments import sweeps
+# The project's modules (`experiments.sweeps` too) are imported where used: `main` first serves
+# shapes10 from memory where TFDS is missing, and loading a config imports the data pipeline.
 
 # Measured: the pilot (study-pilot.md), width 0.5, blocks (5, 10, 5), batch 32, 75 px, 2-core CPU.
 CPU_REF = {"width": 0.5, "step_s": 0.84}
@@ -90,7 +91,7 @@ class PlannedRun:
 
 
 def _run_config(overrides: dict[str, Any], scale: str) -> Any:
-    from experiments import sweep
+    from experiments import sweep, sweeps
 
     run = sweep.Run(sweeps.run_name(overrides), dict(overrides), "")
     return sweep.build_config(run, scale)
@@ -134,6 +135,8 @@ def make_plan(
     compiled before it starts (by any worker: the persistent compilation cache is shared). A run
     fits if it finishes within `budget_s` (and within the first `max_runs` that fit).
     """
+    from experiments import sweeps
+
     if sweep not in sweeps.SWEEPS:
         raise ValueError(f"unknown sweep {sweep!r}; choose one of {sorted(sweeps.SWEEPS)}")
     if workers < 1:
@@ -143,7 +146,7 @@ def make_plan(
     clock = [0.0] * workers  # When each worker is free.
     compiled_at: dict[str, float] = {}  # When each program's compile ends.
     slowdown = 1 + CONCURRENCY_SLOWDOWN * (workers - 1)
-    for overrides in sweeps.SWEEPS[sweep](scale):
+    for overrides in sweeps.SWEEPS[sweep].runs(scale):
         config = _run_config(overrides, scale)
         flops = flops_per_step(config)
         if ref_flops is None:
@@ -311,18 +314,10 @@ class Deadline:
 
 def _measured_step_s(workdir: str, batch: int) -> float | None:
     """Median seconds per train step over the logged intervals after the first (compile)."""
-    rates = []
-    path = os.path.join(workdir, "metrics.jsonl")
-    if not os.path.exists(path):
-        return None
-    with open(path) as f:
-        for line in f:
-            try:
-                r = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if r.get("split", "train") == "train" and r.get("images_per_sec"):
-                rates.append(float(r["images_per_sec"]))
+    from inception_jax.train import metrics_schema as schema
+
+    records = schema.rows(schema.read_records(workdir), schema.TRAIN)
+    rates = [float(r[schema.IMAGES_PER_SEC]) for r in records if r.get(schema.IMAGES_PER_SEC)]
     rates = rates[1:]
     return statistics.median(batch / max(r, 1e-9) for r in rates) if rates else None
 
@@ -502,7 +497,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"--budget_s={args.budget_s} must be > 0", file=sys.stderr)
         return 2
     runtime_keys = [k for k in args.runtime_keys.split(",") if k]
-    # Before any config is built: the base config imports the pipeline, which imports TFDS.
+    # Before any config is built or the sweeps are imported (they load configs/quickstart.py):
+    # the base config imports the pipeline, which imports TFDS.
     data = _choose_data(args.data)
     if data == "memory":
         install_memory_shapes10()
@@ -547,11 +543,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         records = run_plan(plan, args.scale, args.root, deadline, extra)
     wall = time.time() - t0
-    from experiments import report
+    from experiments import report, sweeps
 
     ran = [r for r in records if "steps" in r]
     if ran:
-        report.aggregate(args.sweep, args.root, args.results, args.scale)
+        report.aggregate(sweeps.SWEEPS[args.sweep], args.root, args.results, args.scale)
     os.makedirs(args.results, exist_ok=True)
     readme = os.path.join(args.results, "README.md")
     write_readme(readme, args.sweep, args.scale, plan, records, _device(), wall)

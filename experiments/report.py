@@ -1,16 +1,18 @@
-"""Aggregates a sweep's run directories into CSV files, Markdown tables and PNG plots.
+"""Renders a sweep's run directories as CSV files, Markdown tables and PNG plots.
 
-The sweep's definition says what kind of report it gets (`sweep_kind`): `death` (the death map:
-per cell of the sweep, died / onset / survived and the criterion that fired; pre-pool zero
-fraction curves; per-block dead-channel heatmaps) or `convergence` (loss and held-out top-1 curves
-with bands over seeds, steps to a target top-1 with intervals, residual-vs-plain ratios). Nothing
-here branches on a sweep's name.
+A sweep record (`experiments.sweeps.Sweep`) says which runs are its own and what kind of report
+they get (`Sweep.report`, a key of `REPORTS`): `death` (the death map: per cell of the sweep,
+died / onset / survived and the criterion that fired; pre-pool zero fraction curves; per-block
+dead-channel heatmaps) or `convergence` (loss and held-out top-1 curves with bands over seeds,
+steps to a target top-1 with intervals, residual-vs-plain ratios). Nothing here branches on a
+sweep's name, and this module imports neither the sweep definitions nor the runner: the caller
+(`experiments.sweep`, `experiments.gpu_death_study`) hands it the record.
 
 Also writes a light copy of every run (`runs/<name>/`: config, summary, overrides, gzipped
 metrics; no checkpoints) so the notebooks can be rerun from the committed results.
 
 Plots use Matplotlib's object API (`matplotlib.figure.Figure`): importing this module selects no
-backend. It does not import `experiments.sweep` (which imports it).
+backend.
 """
 
 from __future__ import annotations
@@ -26,11 +28,9 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from experiments import sweeps
 from inception_jax.analysis import runs as runs_lib
+from inception_jax.train import metrics_schema as schema
 
-ZERO_FRAC = "stats/pre_pool/zero_frac"
-KINDS = ("death", "convergence")
 # Residual networks and the plain networks they are compared with (paper Figs. 25-26 and the
 # same-network ablation): (plain label, residual label). A ratio plain / residual above one means
 # the residual network needs fewer steps.
@@ -43,35 +43,6 @@ PAIRS = (
 LOSS_SMOOTHING = 10
 # Runs drawn in the per-block dead-fraction heatmap (one per cell, deaths first).
 HEATMAP_RUNS = 8
-
-
-def sweep_kind(name: str) -> str:
-    """The report kind of sweep `name`, as its definition provides it.
-
-    Looked up, in order: a `kind` (or `report`) attribute of `sweeps.SWEEPS[name]` (a function or
-    a record), then `sweeps.REPORT_KINDS[name]`.
-
-    Raises:
-        ValueError: unknown sweep, or a sweep whose definition gives no known kind.
-    """
-    if name not in sweeps.SWEEPS:
-        raise ValueError(f"unknown sweep {name!r}; choose one of {sorted(sweeps.SWEEPS)}")
-    entry = sweeps.SWEEPS[name]
-    kind = getattr(entry, "kind", None) or getattr(entry, "report", None)
-    kind = kind or getattr(sweeps, "REPORT_KINDS", {}).get(name)
-    if kind not in KINDS:
-        raise ValueError(
-            f"sweep {name!r} gives report kind {kind!r}; set its `kind` attribute (or "
-            f"sweeps.REPORT_KINDS[{name!r}]) to one of {KINDS}"
-        )
-    return kind
-
-
-def sweep_run_names(name: str, scale: str) -> set[str]:
-    """Names of the runs of sweep `name` at `scale` (as `experiments.sweep.expand` names them)."""
-    entry = sweeps.SWEEPS[name]
-    overrides = entry(scale) if callable(entry) else entry.runs(scale)
-    return {sweeps.run_name(o) for o in overrides}
 
 
 def widest_layer(model: str, width: float, blocks: Any = None) -> int:
@@ -109,9 +80,10 @@ def _light_copy(run: runs_lib.RunData, out_dir: str) -> None:
         src = os.path.join(run.workdir, name)
         if os.path.exists(src):
             shutil.copyfile(src, os.path.join(dest, name))
-    src = os.path.join(run.workdir, "metrics.jsonl")
+    src = os.path.join(run.workdir, schema.METRICS_FILE)
     if os.path.exists(src):
-        with open(src, "rb") as f, gzip.open(os.path.join(dest, "metrics.jsonl.gz"), "wb") as g:
+        gz = os.path.join(dest, schema.METRICS_FILE + schema.GZIP_SUFFIX)
+        with open(src, "rb") as f, gzip.open(gz, "wb") as g:
             g.write(f.read())
 
 
@@ -184,7 +156,7 @@ def death_runs_table(df: pd.DataFrame) -> pd.DataFrame:
             death_onset_step=d["death_onset_step"],
             first_dead_block=d["first_dead_block"],
             first_dead_block_onset_step=d["first_dead_block_onset_step"],
-            final_pre_pool_zero_frac=r.get("pre_pool_zero_frac"),
+            final_pre_pool_zero_frac=r.get(runs_lib.PRE_POOL_ZERO_FRAC_COLUMN),
             final_train_loss=r["train_loss"],
             eval_top1=r["eval_top1"],
             description=d["death_description"],
@@ -343,15 +315,22 @@ def plot_block_heatmaps(
     return _save(fig, out_dir, "block_dead_frac.png")
 
 
-def death_report(df: pd.DataFrame, out_dir: str, scale: str, **_: Any) -> dict[str, Any]:
-    """The death map: tables (per run and per cell) and plots of a `death` sweep."""
+def death_report(df: pd.DataFrame, out_dir: str, target: float) -> dict[str, Any]:
+    """The death map: tables (per run and per cell) and plots of a `death` sweep (no target)."""
+    del target
     keys = cell_keys(df)
     runs_table = death_runs_table(df)
     cells = death_map_table(runs_table, keys)
     cells.to_csv(os.path.join(out_dir, "death_map.csv"), index=False)
     plots = [
-        plot_pre_pool(df, out_dir, ZERO_FRAC, "pre_pool_zero_frac.png", "pre-pool zero fraction"),
-        plot_pre_pool(df, out_dir, "loss", "train_loss.png", "train loss"),
+        plot_pre_pool(
+            df,
+            out_dir,
+            schema.PRE_POOL_ZERO_FRAC,
+            "pre_pool_zero_frac.png",
+            "pre-pool zero fraction",
+        ),
+        plot_pre_pool(df, out_dir, schema.LOSS, "train_loss.png", "train loss"),
     ]
     heatmap = plot_block_heatmaps(df, runs_table, out_dir)
     plots += [heatmap] if heatmap else []
@@ -393,10 +372,12 @@ def model_label(run: runs_lib.RunData) -> str:
 
 def _top1_curve(run: runs_lib.RunData) -> tuple[pd.Series, str]:
     """Held-out top-1 vs step (else the 3-point mean of train top-1) and which it is."""
-    if "top1" in run.eval and run.eval["top1"].notna().sum() >= 2:
-        return run.eval["top1"].dropna(), "held-out"
-    if "top1" in run.train:
-        return run.train["top1"].rolling(3, min_periods=1).mean().dropna(), "train (3-point mean)"
+    if schema.TOP1 in run.eval and run.eval[schema.TOP1].notna().sum() >= 2:
+        return run.eval[schema.TOP1].dropna(), "held-out"
+    if schema.TOP1 in run.train:
+        return run.train[schema.TOP1].rolling(
+            3, min_periods=1
+        ).mean().dropna(), "train (3-point mean)"
     return pd.Series(dtype=float), "none"
 
 
@@ -412,13 +393,15 @@ def convergence_runs_table(df: pd.DataFrame, target: float) -> pd.DataFrame:
                 "model": model_label(run),
                 "seed": run.config.get("seed"),
                 "steps": s.get("step", int(run.train.index.max()) if len(run.train) else 0),
-                "eval_points": int(run.eval["top1"].notna().sum()) if "top1" in run.eval else 0,
+                "eval_points": int(run.eval[schema.TOP1].notna().sum())
+                if schema.TOP1 in run.eval
+                else 0,
                 "top1_curve": source,
                 f"steps_to_top1_{target:g}": steps,
                 "censored": censored,
                 "final_eval_top1": s.get("top1"),
-                "final_train_loss": run.train["loss"].dropna().iloc[-1]
-                if "loss" in run.train and run.train["loss"].notna().any()
+                "final_train_loss": run.train[schema.LOSS].dropna().iloc[-1]
+                if schema.LOSS in run.train and run.train[schema.LOSS].notna().any()
                 else np.nan,
                 "train_time_s": s.get("train_time_s"),
                 "died": bool(s.get("died", False)),
@@ -500,9 +483,9 @@ def plot_convergence(df: pd.DataFrame, out_dir: str, target: float) -> str:
     for i, (label, group) in enumerate(sorted(groups.items())):
         colour, ls = f"C{i}", "--" if "resnet" not in label or "no shortcuts" in label else "-"
         losses = {
-            j: r.train["loss"].dropna().rolling(LOSS_SMOOTHING, min_periods=1).mean()
+            j: r.train[schema.LOSS].dropna().rolling(LOSS_SMOOTHING, min_periods=1).mean()
             for j, r in enumerate(group)
-            if "loss" in r.train
+            if schema.LOSS in r.train
         }
         curves = {}
         for j, r in enumerate(group):
@@ -535,11 +518,8 @@ def _censored_text(table: pd.DataFrame, col: str) -> pd.DataFrame:
     return shown
 
 
-def convergence_report(
-    df: pd.DataFrame, out_dir: str, scale: str, target: float | None = None, **_: Any
-) -> dict[str, Any]:
+def convergence_report(df: pd.DataFrame, out_dir: str, target: float) -> dict[str, Any]:
     """Convergence with error bars: per-run, per-model and ratio tables and the band plot."""
-    target = sweeps.TARGET_TOP1.get(scale, 0.5) if target is None else target
     # Runs still in progress (interrupted, or not started past a few steps) would enter the
     # statistics censored at an arbitrary step: they are listed, not counted.
     ended = df["status"].isin(("completed", "stopped", "nonfinite"))
@@ -573,14 +553,16 @@ def convergence_report(
     }
 
 
-REPORTS: dict[str, Callable[..., dict[str, Any]]] = {
+# The report of each kind (`Sweep.report`): `(runs frame, out_dir, top-1 target)` -> title, runs
+# table, Markdown text and plot paths.
+REPORTS: dict[str, Callable[[pd.DataFrame, str, float], dict[str, Any]]] = {
     "death": death_report,
     "convergence": convergence_report,
 }
 
 
 def aggregate(
-    sweep: str, root: str, out_dir: str, scale: str = "small", target: float | None = None
+    sweep: Any, root: str, out_dir: str, scale: str = "small", target: float | None = None
 ) -> str:
     """Writes the report of `sweep`'s runs under `root` into `out_dir`; returns `out_dir`.
 
@@ -588,18 +570,23 @@ def aggregate(
     (light copies); per kind also `death_map.csv` or `convergence.csv` + `ratios.csv`, and PNGs.
 
     Args:
-        sweep: a name of `experiments.sweeps.SWEEPS`.
+        sweep: the sweep's record (`experiments.sweeps.Sweep`: `name`, `report`, `run_names`,
+            `target`).
         root: the folder holding the run directories.
         out_dir: where the report goes.
         scale: the sweep's scale (which runs belong to it; default top-1 target).
-        target: top-1 target of a convergence report (default `sweeps.TARGET_TOP1[scale]`).
+        target: top-1 target of a convergence report (default `sweep.target(scale)`).
 
     Raises:
-        ValueError: unknown sweep or report kind.
+        ValueError: a report kind that is not in `REPORTS`.
         FileNotFoundError: no run of the sweep under `root`.
     """
-    kind = sweep_kind(sweep)
-    names = sweep_run_names(sweep, scale)
+    if sweep.report not in REPORTS:
+        raise ValueError(
+            f"sweep {sweep.name!r} gives report kind {sweep.report!r}; set its `report` to one "
+            f"of {sorted(REPORTS)}"
+        )
+    names = sweep.run_names(scale)
     try:
         df = runs_lib.load_sweep(root)
     except FileNotFoundError:
@@ -609,15 +596,15 @@ def aggregate(
     df = df[df["run"].isin(names)].reset_index(drop=True)
     df.attrs["runs"] = runs
     if not len(df):
-        raise FileNotFoundError(f"no runs of sweep {sweep!r} (scale {scale!r}) under {root}")
+        raise FileNotFoundError(f"no runs of sweep {sweep.name!r} (scale {scale!r}) under {root}")
     os.makedirs(out_dir, exist_ok=True)
     for name in df["run"]:
         _light_copy(runs[name], out_dir)
-    report = REPORTS[kind](df, out_dir, scale, target=target)
+    report = REPORTS[sweep.report](df, out_dir, sweep.target(scale) if target is None else target)
     report["table"].to_csv(os.path.join(out_dir, "results.csv"), index=False)
     with open(os.path.join(out_dir, "results.md"), "w") as f:
-        f.write(f"# {report['title']}\n\nSweep `{sweep}` (report kind `{kind}`), scale ")
-        f.write(f"`{scale}`, {len(df)} runs.\n\n{report['text']}\n")
+        f.write(f"# {report['title']}\n\nSweep `{sweep.name}` (report kind `{sweep.report}`), ")
+        f.write(f"scale `{scale}`, {len(df)} runs.\n\n{report['text']}\n")
         f.write(
             "".join(f"![{os.path.basename(p)}]({os.path.basename(p)})\n" for p in report["plots"])
         )

@@ -61,7 +61,7 @@ def expand(sweep: str, root: str, scale: str = "small") -> list[Run]:
     if sweep not in sweeps.SWEEPS:
         raise ValueError(f"unknown sweep {sweep!r}; choose one of {sorted(sweeps.SWEEPS)}")
     runs = []
-    for overrides in sweeps.SWEEPS[sweep](scale):
+    for overrides in sweeps.SWEEPS[sweep].runs(scale):
         name = sweeps.run_name(overrides)
         runs.append(Run(name, dict(overrides), os.path.join(root, name)))
     names = [r.name for r in runs]
@@ -451,7 +451,7 @@ def _main(args: argparse.Namespace) -> None:
         from experiments import report
 
         results = args.results or os.path.normpath(args.root) + "_results"
-        out = report.aggregate(args.sweep, args.root, results, args.scale)
+        out = report.aggregate(sweeps.SWEEPS[args.sweep], args.root, results, args.scale)
         print(f"[sweep] aggregated into {out}")
 
 

@@ -1,19 +1,39 @@
-"""Sweep definitions: plain functions `sweep(scale) -> iterator of override dicts`.
+"""Sweep definitions: one record (`Sweep`) per sweep, in `SWEEPS`.
 
-An override dict maps dotted config fields to values (`{"model.residual_scale": 0.2}`); its
-`model.name` picks the base config (`experiments/base_config.py:<scale>,<model.name>`). The runner
-(`experiments/sweep.py`) names each run from its overrides and gives it its own workdir.
+A sweep owns its runs, a function `runs(scale) -> iterator of override dicts`, and its report:
+the kind of report its runs get (`death`: the death map; `convergence`: curves, steps to a target
+top-1 and ratios; the tables and plots of each kind are `experiments.report`'s) and, for a
+convergence report, its top-1 target per scale. An override dict maps dotted config fields to
+values (`{"model.residual_scale": 0.2}`); its `model.name` picks the base config
+(`experiments/base_config.py:<scale>,<model.name>`).
+
+The runner (`experiments/sweep.py`) names each run from its overrides (`run_name`) and gives it
+its own workdir; the report (`experiments/report.py`) renders a record's runs. Neither is
+imported here. Importing this module loads `configs/quickstart.py` (the small convergence recipe),
+and with it the data pipeline's defaults: a caller that must first replace the data source
+(`experiments/gpu_death_study.py`) imports it afterwards.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import dataclasses
+import os
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-Overrides = dict[str, Any]
+from inception_jax.train.config_base import load_config_file
+from inception_jax.train.config_check import flat_fields
 
-# Residual scales of the death study (paper Sec. 3.3: 0.1-0.3 stabilise; 1.0 = unscaled).
-RESIDUAL_SCALES = (1.0, 0.3, 0.2, 0.1)
+Overrides = dict[str, Any]
+QUICKSTART = os.path.join(os.path.dirname(os.path.dirname(__file__)), "configs", "quickstart.py")
+
+
+def from_quickstart(*fields: str) -> Overrides:
+    """The values of dotted `fields` in the quickstart config (`configs/quickstart.py`)."""
+    config = flat_fields(load_config_file(QUICKSTART))
+    return {field: config[field] for field in fields}
+
+
 # IR-v2 (paper) width multipliers putting its widest layer (2144 at width 1) below and above 1000
 # filters: small scale 0.125 -> 268 and 0.5 -> 1072; ImageNet 0.375 -> 804 and 1.0 -> 2144.
 # `tiny` (tests, CI) keeps two scales of one width: every tiny run then shares compiled programs.
@@ -30,19 +50,23 @@ CONVERGENCE_MODELS = (
     ("inception_resnet_v2_paper", None),
     ("inception_resnet_v2_paper", False),  # IR-v2 with its shortcuts removed.
 )
+# The quickstart's recipe (AdamW, cosine schedule, 96 px crops of at least half the image) at
+# this sweep's budget: 300 steps with statistics every 10 (the quickstart trains three epochs).
 SMALL_CONVERGENCE_RECIPE: Overrides = {
     "train.num_steps": 300,
-    "train.batch_size": 64,
+    **from_quickstart("train.batch_size"),
     "train.stats_every_steps": 10,
-    "data.image_size": 96,
-    "data.area_range": (0.5, 1.0),
-    "model.bn_momentum": 0.99,
-    "optimizer.name": "adamw",
-    "optimizer.learning_rate": 2e-3,
-    "optimizer.lr_base_batch_size": 64,
-    "optimizer.weight_decay": 1e-2,
-    "optimizer.schedule": "cosine",
-    "optimizer.label_smoothing": 0.1,
+    **from_quickstart(
+        "data.image_size",
+        "data.area_range",
+        "model.bn_momentum",
+        "optimizer.name",
+        "optimizer.learning_rate",
+        "optimizer.lr_base_batch_size",
+        "optimizer.weight_decay",
+        "optimizer.schedule",
+        "optimizer.label_smoothing",
+    ),
 }
 # Target (held-out, or smoothed train) top-1 accuracy for "steps to target". Small scale: 0.15,
 # set after the first convergence runs on the corrected recipe, where no run reached the 0.5
@@ -186,14 +210,6 @@ def convergence(scale: str = "small") -> Iterator[Overrides]:
             yield {**overrides, **protocol}
 
 
-SWEEPS: dict[str, Callable[[str], Iterator[Overrides]]] = {
-    "residual_scale": residual_scale,
-    "residual_vs_plain": residual_vs_plain,
-    "death_map": death_map,
-    "convergence": convergence,
-}
-
-
 def _short(value: Any) -> str:
     if isinstance(value, bool):
         return str(value).lower()
@@ -218,16 +234,6 @@ def _is_protocol(key: str, value: Any) -> bool:
 
 # --- GPU protocol sizing ---
 # Owned by the study-report helper (experiments/report.py, experiments/gpu_death_study.*).
-
-# Report kind of each sweep (experiments.report: `death` = death map, `convergence` = curves with
-# bands and ratios). A sweep function may instead carry a `kind` attribute, which wins.
-REPORT_KINDS = {
-    "residual_scale": "death",
-    "death_map": "death",
-    "death_map_gpu": "death",
-    "residual_vs_plain": "convergence",
-    "convergence": "convergence",
-}
 
 # The death protocol on one H100/H200 (experiments/gpu_death_study.sh): `death_map`'s protocol
 # and arms (same networks, recipe and run names, so GPU runs extend the CPU map), with three
@@ -260,6 +266,42 @@ def death_map_gpu(scale: str = "small") -> Iterator[Overrides]:
                     break
 
 
-death_map_gpu.kind = "death"
-SWEEPS["death_map_gpu"] = death_map_gpu
 # --- end GPU protocol sizing ---
+
+
+@dataclasses.dataclass(frozen=True)
+class Sweep:
+    """A sweep: its runs and its report.
+
+    Attributes:
+        name: the sweep's name (`--sweep=<name>`).
+        runs: `runs(scale)` yields the override dict of each run, in the order they are run.
+        report: the kind of report its runs get: `death` or `convergence` (the tables and plots
+            of each are `experiments.report.REPORTS[kind]`).
+        target_top1: a convergence report's top-1 target per scale (steps to reach it).
+    """
+
+    name: str
+    runs: Callable[[str], Iterator[Overrides]]
+    report: str
+    target_top1: Mapping[str, float] | None = None
+
+    def run_names(self, scale: str) -> set[str]:
+        """Names of the runs at `scale` (`run_name` of each run's overrides)."""
+        return {run_name(o) for o in self.runs(scale)}
+
+    def target(self, scale: str) -> float:
+        """The top-1 target at `scale` (0.5 where `target_top1` sets none)."""
+        return (self.target_top1 or {}).get(scale, 0.5)
+
+
+SWEEPS: dict[str, Sweep] = {
+    s.name: s
+    for s in (
+        Sweep("residual_scale", residual_scale, "death"),
+        Sweep("residual_vs_plain", residual_vs_plain, "convergence", TARGET_TOP1),
+        Sweep("death_map", death_map, "death"),
+        Sweep("convergence", convergence, "convergence", TARGET_TOP1),
+        Sweep("death_map_gpu", death_map_gpu, "death"),
+    )
+}

@@ -14,14 +14,8 @@ import jax
 import pytest
 
 from experiments import base_config
-from inception_jax.analysis.death import (
-    PRE_POOL_ZERO_FRAC,
-    DeathCriteria,
-    DeathDetector,
-    block_name,
-    dead_frac_key,
-    diagnose,
-)
+from inception_jax.analysis.death import DeathCriteria, DeathDetector, diagnose
+from inception_jax.train.metrics_schema import PRE_POOL_ZERO_FRAC, block_name, dead_frac_key
 
 
 def _feed(detector, zero_fracs, start=10, every=10, loss=1.0):

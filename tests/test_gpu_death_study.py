@@ -30,7 +30,7 @@ def gpu_sweep(monkeypatch):
         first, delayed = sweeps.death_map(scale)
         yield from (first, {**first, "model.residual_scale": 0.2}, {**first, "seed": 1}, delayed)
 
-    monkeypatch.setitem(sweeps.SWEEPS, "fake_gpu", fake)
+    monkeypatch.setitem(sweeps.SWEEPS, "fake_gpu", sweeps.Sweep("fake_gpu", fake, "death"))
     return "fake_gpu"
 
 

@@ -14,6 +14,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from experiments import report, sweep, sweeps  # noqa: E402
+from inception_jax.train.config_base import load_config_file  # noqa: E402
+from inception_jax.train.config_check import flat_fields  # noqa: E402
 
 
 @pytest.mark.parametrize("scale", ["small", "imagenet"])
@@ -85,7 +87,7 @@ def test_runner_skips_finished_and_resumes_interrupted(
         for seed in (0, 1):
             yield {"model.name": "inception_resnet_v2_paper", "seed": seed}
 
-    monkeypatch.setitem(sweeps.SWEEPS, "tiny_test", tiny_sweep)
+    monkeypatch.setitem(sweeps.SWEEPS, "tiny_test", sweeps.Sweep("tiny_test", tiny_sweep, "death"))
     root = tmp_path / "root"
     finished, interrupted = sweep.expand("tiny_test", str(root), "tiny")
     os.makedirs(finished.workdir)
@@ -134,3 +136,38 @@ def test_command_line_gives_the_in_process_config(sweep_name, tmp_path):
         flags.DEFINE_string("workdir", None, "", flag_values=fv)
         fv(argv)
         assert fv.config.to_dict() == sweep.build_config(run, "small").to_dict(), run.name
+
+
+RESULTS = Path(__file__).resolve().parents[1] / "experiments" / "results"
+
+
+@pytest.mark.parametrize("name", ["convergence", "residual_vs_plain", "death_map"])
+def test_committed_runs_expand_to_the_same_overrides_and_configs(name, tmp_path):
+    """Each committed run (experiments/results/<sweep>/runs/) is still a run of its sweep, with
+    the same overrides in the same order (its `overrides.json`, byte for byte) and the same
+    values of those fields in its final config (`config.json`)."""
+    runs = {r.name: r for r in sweep.expand(name, str(tmp_path), "small")}
+    committed = sorted((RESULTS / name / "runs").glob("*/overrides.json"))
+    assert committed, f"no committed runs of {name}"
+    for path in committed:
+        record = json.loads(path.read_text())
+        run = runs[record["name"]]
+        assert json.dumps(run.overrides) == json.dumps(record["overrides"]), run.name
+        config = flat_fields(sweep.build_config(run, "small"))
+        logged = flat_fields(json.loads((path.parent / "config.json").read_text()))
+        for key in run.overrides:
+            assert json.dumps(config[key]) == json.dumps(logged[key]), (run.name, key)
+
+
+def test_small_convergence_recipe_is_the_quickstart_recipe(tmp_path):
+    """The convergence sweeps train on configs/quickstart.py's recipe at their own budget."""
+    quickstart = flat_fields(load_config_file(sweeps.QUICKSTART))
+    own = {"train.num_steps", "train.stats_every_steps"}  # The sweep's budget and statistics.
+    recipe = sweeps.SMALL_CONVERGENCE_RECIPE
+    assert own < set(recipe)
+    for name in ("convergence", "residual_vs_plain"):
+        for run in sweep.expand(name, str(tmp_path), "small"):
+            config = flat_fields(sweep.build_config(run, "small"))
+            for key in set(recipe) - own:
+                assert config[key] == quickstart[key], (name, run.name, key)
+            assert config["train.num_steps"] == recipe["train.num_steps"]

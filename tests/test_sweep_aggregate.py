@@ -65,20 +65,20 @@ ALIVE.update(death_cause=None, top1=0.5, loss=1.5)
 @pytest.fixture
 def death_sweep(monkeypatch):
     """`death_map`'s tiny arms (scale 1.0; scale 0.1 with a delay of 2) plus a second seed of
-    the second arm, as a sweep of kind `death` (a sweep attribute)."""
+    the second arm, as a sweep record of report kind `death`."""
 
     def fake(scale="small"):
         unscaled, scaled = sweeps.death_map(scale)
         yield from (unscaled, scaled, {**scaled, "seed": 1})
 
-    fake.kind = "death"
-    monkeypatch.setitem(sweeps.SWEEPS, "fake_death", fake)
-    return "fake_death"
+    record = sweeps.Sweep("fake_death", fake, "death")
+    monkeypatch.setitem(sweeps.SWEEPS, record.name, record)
+    return record
 
 
 def test_death_map_names_the_criterion_per_cell(tmp_path, death_sweep):
     root = tmp_path / "runs"
-    dead, partial, healthy = sweep.expand(death_sweep, str(root), "tiny")
+    dead, partial, healthy = sweep.expand(death_sweep.name, str(root), "tiny")
     assert partial.overrides["train.gradient_delay"] == 2 and healthy.overrides["seed"] == 1
     _write_run(dead, "tiny", DEAD, [_rec(s, 2.3, 1.0, 1.0, 1.0) for s in (1, 2, 3)])
     # The last residual block loses 60% of its channels from step 2 on: partial death at step
@@ -137,7 +137,7 @@ def test_residual_scale_sweep_gets_the_death_report(tmp_path):
     _write_run(unscaled, "tiny", DEAD, [_rec(s, 2.3, 1.0) for s in (1, 2, 3)])
     _write_run(scaled, "tiny", ALIVE, [_rec(s, 2.0, 0.3) for s in range(1, 7)])
     out = tmp_path / "results"
-    report.aggregate("residual_scale", str(root), str(out), "tiny")
+    report.aggregate(sweeps.SWEEPS["residual_scale"], str(root), str(out), "tiny")
     cells = pd.read_csv(out / "death_map.csv")
     assert list(cells["outcome"]) == ["died 1/1 (pre_pool_zero)", "survived 1/1"]
     assert list(cells["residual_scale"]) == [1.0, 0.2]
@@ -152,7 +152,7 @@ STEPS = (10, 20, 30, 40)
 
 @pytest.fixture
 def convergence_sweep(monkeypatch):
-    """A three-seed residual vs plain sweep of kind `convergence` (a sweep attribute)."""
+    """A three-seed residual vs plain sweep record of report kind `convergence`."""
 
     def fake(scale="small"):
         for residual in (None, False):
@@ -162,14 +162,14 @@ def convergence_sweep(monkeypatch):
                     o["model.residual"] = residual
                 yield o
 
-    fake.kind = "convergence"
-    monkeypatch.setitem(sweeps.SWEEPS, "fake_convergence", fake)
-    return "fake_convergence"
+    record = sweeps.Sweep("fake_convergence", fake, "convergence")
+    monkeypatch.setitem(sweeps.SWEEPS, record.name, record)
+    return record
 
 
 def test_convergence_with_intervals(tmp_path, convergence_sweep):
     root = tmp_path / "runs"
-    runs = sweep.expand(convergence_sweep, str(root), "tiny")
+    runs = sweep.expand(convergence_sweep.name, str(root), "tiny")
     summary = {"status": "completed", "step": 40, "top1": 0.8, "loss": 1.0, "train_time_s": 9.0}
     # Residual seeds cross 0.5 between steps 20 (0.4) and 30 (0.6 + d): 20 + 10 * 0.1 / (0.2 + d).
     # Plain seeds cross between 30 (0.3) and 40 (0.55 + d); plain seed 2 never does (censored).
@@ -246,38 +246,48 @@ def test_intervals():
     assert list(band["n"]) == [2, 1] and list(band["mean"]) == [2.0, 2.0]
 
 
-def test_report_kind_comes_from_the_sweep_definition(monkeypatch):
-    assert report.sweep_kind("residual_scale") == "death"
-    assert report.sweep_kind("residual_vs_plain") == "convergence"
-    assert report.sweep_kind("death_map") == "death"
-    assert report.sweep_kind("death_map_gpu") == "death"
-    assert report.sweep_kind("convergence") == "convergence"
+def test_report_kind_comes_from_the_sweep_record(tmp_path):
+    assert {name: record.report for name, record in sweeps.SWEEPS.items()} == {
+        "residual_scale": "death",
+        "residual_vs_plain": "convergence",
+        "death_map": "death",
+        "death_map_gpu": "death",
+        "convergence": "convergence",
+    }
+    assert all(record.name == name for name, record in sweeps.SWEEPS.items())
+    assert {r.report for r in sweeps.SWEEPS.values()} <= set(report.REPORTS)
 
     def odd(scale="small"):
         yield {}
 
-    odd.kind = "histogram"
-    monkeypatch.setitem(sweeps.SWEEPS, "odd", odd)
     with pytest.raises(ValueError, match="report kind 'histogram'.*one of"):
-        report.sweep_kind("odd")
-    with pytest.raises(ValueError, match="unknown sweep 'nope'"):
-        report.sweep_kind("nope")
+        report.aggregate(sweeps.Sweep("odd", odd, "histogram"), str(tmp_path), str(tmp_path))
 
 
-def test_report_imports_neither_the_runner_nor_pyplot():
+def test_convergence_target_comes_from_the_sweep_record():
+    convergence = sweeps.SWEEPS["convergence"]
+    assert convergence.target("small") == sweeps.TARGET_TOP1["small"]
+    assert sweeps.Sweep("x", convergence.runs, "convergence").target("small") == 0.5
+
+
+def test_report_imports_neither_the_sweeps_nor_pyplot():
+    """The report renders the record it is handed: it imports no sweep definition or runner."""
     code = (
         "import sys, experiments.report; "
-        "print('experiments.sweep' in sys.modules, 'matplotlib.pyplot' in sys.modules)"
+        "print(*(m in sys.modules for m in "
+        "('experiments.sweep', 'experiments.sweeps', 'matplotlib.pyplot')))"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True
     )
-    assert out.stdout.split() == ["False", "False"]
+    assert out.stdout.split() == ["False", "False", "False"]
 
 
 def test_missing_sweep_is_an_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="no runs"):
-        report.aggregate("residual_scale", str(tmp_path), str(tmp_path / "out"), "tiny")
+        report.aggregate(
+            sweeps.SWEEPS["residual_scale"], str(tmp_path), str(tmp_path / "out"), "tiny"
+        )
 
 
 def test_model_labels_name_the_plain_variants():

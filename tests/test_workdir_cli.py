@@ -223,9 +223,7 @@ def test_sweep_failed_start_leaves_no_directory(tmp_path, monkeypatch, capsys):
     def broken(scale):
         yield {"model.name": "inception_resnet_v2_paper", "model.bn_momentum": 2.0}
 
-    broken.kind = "death"
-
-    monkeypatch.setitem(sweeps.SWEEPS, "broken", broken)
+    monkeypatch.setitem(sweeps.SWEEPS, "broken", sweeps.Sweep("broken", broken, "death"))
     root = tmp_path / "root"
     with pytest.raises(SystemExit) as e:
         sweep.main(["--sweep=broken", f"--root={root}", "--scale=tiny", "--parallel=sequential"])

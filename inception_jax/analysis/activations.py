@@ -12,7 +12,7 @@ import ml_collections
 import numpy as np
 
 from inception_jax.models.inputs import normalize
-from inception_jax.train import metrics as metrics_lib
+from inception_jax.train import metrics_schema as schema
 from inception_jax.train import weights
 
 
@@ -72,7 +72,7 @@ def checkpoint_stats(
 
     logits, stats, pre_pool = forward(variables, x)
     stats = jax.tree.map(_to_array, jax.device_get(stats))
-    flat = metrics_lib.flatten_metrics({"stats": stats})
+    flat = schema.flatten_metrics({schema.STATS: stats})
     return {
         "step": int(os.path.basename(step_dir)),
         "stats": stats,

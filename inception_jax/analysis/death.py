@@ -18,21 +18,19 @@ metrics of every logged step, records all three criteria live (the per-block boo
 dict updates per measurement) and stops the run on pre-pool death or a non-finite loss when
 `stop_on_death`. `diagnose` applies the same criteria post hoc to a run's metrics records.
 
-This module imports nothing heavy: the training loop builds the detector from `config.death`.
+The keys it reads are named in `inception_jax.train.metrics_schema`. This module imports nothing
+heavy (that schema imports only numpy): the training loop builds the detector from `config.death`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
-import os
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-PRE_POOL_ZERO_FRAC = "stats/pre_pool/zero_frac"
-PRE_POOL_DEAD_FRAC = "stats/pre_pool/dead_frac"
-PRE_POOL = "pre_pool"
+from inception_jax.train import metrics_schema as schema
+
 # Causes, most severe first (`death_cause` of a run summary; "none" when nothing fired).
 NONFINITE, PRE_POOL_DEATH, PARTIAL_DEATH, NO_DEATH = "nonfinite", "pre_pool_zero", "partial", "none"
 
@@ -42,27 +40,6 @@ def _is_finite(value: Any) -> bool:
         return math.isfinite(float(value))
     except (TypeError, ValueError):  # "nan" strings from metrics.jsonl are caught by float().
         return False
-
-
-def block_name(key: str) -> str | None:
-    """`stats/<stage>/dead_frac/<i>` -> `<stage>[<i>]`, `stats/pre_pool/dead_frac` -> `pre_pool`.
-
-    Any other key gives None.
-    """
-    parts = key.split("/")
-    if len(parts) == 4 and parts[0] == "stats" and parts[2] == "dead_frac":
-        return f"{parts[1]}[{parts[3]}]"
-    if key == PRE_POOL_DEAD_FRAC:
-        return PRE_POOL
-    return None
-
-
-def dead_frac_key(block: str) -> str:
-    """The inverse of `block_name`: the metrics key of a block's dead-channel fraction."""
-    if block == PRE_POOL:
-        return PRE_POOL_DEAD_FRAC
-    stage, _, index = block.rstrip("]").partition("[")
-    return f"stats/{stage}/dead_frac/{index}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -199,17 +176,15 @@ class DeathDetector:
             c.block_dead_threshold,
             c.block_patience,
         )
-        path = os.path.join(workdir, "metrics.jsonl") if workdir else None
-        if path and os.path.exists(path):
-            with open(path) as f:
-                detector.replay(_json_lines(f))
+        if workdir:
+            detector.replay(schema.read_records(workdir))
         return detector
 
     def replay(self, records: Iterable[Mapping[str, Any]]) -> DeathDetector:
         """Feeds the train records of a metrics stream (eval records are skipped); returns self."""
         for record in records:
-            if record.get("split", "train") == "train" and "step" in record:
-                self.update(int(record["step"]), record)
+            if schema.split_of(record) == schema.TRAIN and schema.STEP in record:
+                self.update(int(record[schema.STEP]), record)
         return self
 
     @property
@@ -225,14 +200,14 @@ class DeathDetector:
 
         Partial deaths are recorded (`self.partial`) but do not make the run dead here.
         """
-        if "loss" in metrics and not _is_finite(metrics["loss"]):
+        if schema.LOSS in metrics and not _is_finite(metrics[schema.LOSS]):
             self._die(step, "nonfinite_loss", step)
-        if PRE_POOL_ZERO_FRAC in metrics and self._pre_pool.update(
-            step, metrics[PRE_POOL_ZERO_FRAC]
+        if schema.PRE_POOL_ZERO_FRAC in metrics and self._pre_pool.update(
+            step, metrics[schema.PRE_POOL_ZERO_FRAC]
         ):
             self._die(step, PRE_POOL_DEATH, self._pre_pool.onset)
         for key, value in metrics.items():
-            name = block_name(key)
+            name = schema.block_name(key)
             if name is None:
                 continue
             streak = self.blocks.get(name)
@@ -313,14 +288,6 @@ def _describe(s: Mapping[str, Any]) -> tuple[str, str]:
 def describe(summary: Mapping[str, Any]) -> tuple[str, str]:
     """(criterion, one-line description) of a run summary, old (pre-pool only) or new."""
     return _describe(summary)
-
-
-def _json_lines(lines: Iterable[str]) -> Iterable[dict[str, Any]]:
-    for line in lines:
-        try:
-            yield json.loads(line)
-        except json.JSONDecodeError:  # A line cut by a kill.
-            continue
 
 
 def diagnose(

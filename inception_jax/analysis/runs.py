@@ -7,7 +7,6 @@ A run directory holds `config.json`, `summary.json`, `metrics.jsonl` (or a gzipp
 from __future__ import annotations
 
 import dataclasses
-import gzip
 import json
 import math
 import os
@@ -17,9 +16,11 @@ import numpy as np
 import pandas as pd
 
 from inception_jax.analysis import death
+from inception_jax.train import metrics_schema as schema
 from inception_jax.train.config_check import flat_fields
 
-STAT_PREFIX = "stats/"
+# The run-table column holding the last logged pre-pool zero fraction.
+PRE_POOL_ZERO_FRAC_COLUMN = f"{schema.PRE_POOL}_{schema.ZERO_FRAC}"
 
 
 @dataclasses.dataclass
@@ -60,39 +61,21 @@ def _read_json(path: str) -> dict[str, Any]:
         return json.load(f)
 
 
-def _read_records(workdir: str) -> list[dict[str, Any]]:
-    path = os.path.join(workdir, "metrics.jsonl")
-    if os.path.exists(path):
-        opener = open
-    elif os.path.exists(path + ".gz"):
-        path, opener = path + ".gz", gzip.open
-    else:
-        return []
-    records = []
-    with opener(path, "rt") as f:
-        for line in f:
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError:  # A line cut by a kill.
-                continue
-    return records
-
-
 def _frame(records: list[dict[str, Any]], split: str) -> pd.DataFrame:
-    rows = [r for r in records if r.get("split", "train") == split]
+    rows = schema.rows(records, split)
     if not rows:
-        return pd.DataFrame(index=pd.Index([], name="step"))
-    df = pd.DataFrame(rows).drop(columns=["split"], errors="ignore")
+        return pd.DataFrame(index=pd.Index([], name=schema.STEP))
+    df = pd.DataFrame(rows).drop(columns=[schema.SPLIT], errors="ignore")
     # Non-finite values are written as strings ("nan", "inf").
     df = df.apply(pd.to_numeric, errors="coerce")
-    return df.drop_duplicates("step", keep="last").set_index("step").sort_index()
+    return df.drop_duplicates(schema.STEP, keep="last").set_index(schema.STEP).sort_index()
 
 
 def _wall_clock(train: pd.DataFrame, batch_size: int | None) -> pd.Series:
-    if train.empty or "images_per_sec" not in train or not batch_size:
+    if train.empty or schema.IMAGES_PER_SEC not in train or not batch_size:
         return pd.Series(np.nan, index=train.index)
     steps = np.diff(np.concatenate([[0], train.index.to_numpy()]))
-    seconds = steps * batch_size / train["images_per_sec"].clip(lower=1e-9)
+    seconds = steps * batch_size / train[schema.IMAGES_PER_SEC].clip(lower=1e-9)
     return seconds.cumsum()
 
 
@@ -108,12 +91,12 @@ def load_run(workdir: str) -> RunData:
     Raises:
         FileNotFoundError: `workdir` has neither `config.json` nor metrics.
     """
-    records = _read_records(workdir)
+    records = schema.read_records(workdir)
     config = _read_json(os.path.join(workdir, "config.json"))
     if not records and not config:
         raise FileNotFoundError(f"{workdir} is not a run directory (no config.json, no metrics)")
     overrides_file = _read_json(os.path.join(workdir, "overrides.json"))
-    train = _frame(records, "train")
+    train = _frame(records, schema.TRAIN)
     train["wall_s"] = _wall_clock(train, config.get("train", {}).get("batch_size"))
     return RunData(
         name=overrides_file.get("name", os.path.basename(os.path.normpath(workdir))),
@@ -122,7 +105,7 @@ def load_run(workdir: str) -> RunData:
         summary=_read_json(os.path.join(workdir, "summary.json")),
         overrides=overrides_file.get("overrides", {}),
         train=train,
-        eval=_frame(records, "eval"),
+        eval=_frame(records, schema.EVAL),
         records=records,
     )
 
@@ -167,11 +150,11 @@ def run_row(run: RunData) -> dict[str, Any]:
     row["first_dead_block_onset_step"] = diagnosis["first_dead_block_onset_step"]
     if len(run.train):
         last = run.train.iloc[-1]
-        row["train_loss"] = last.get("loss")
-        row["train_top1"] = last.get("top1")
-        if "stats/pre_pool/zero_frac" in run.train:
-            zf = run.train["stats/pre_pool/zero_frac"].dropna()
-            row["pre_pool_zero_frac"] = zf.iloc[-1] if len(zf) else None
+        row["train_loss"] = last.get(schema.LOSS)
+        row["train_top1"] = last.get(schema.TOP1)
+        if schema.PRE_POOL_ZERO_FRAC in run.train:
+            zf = run.train[schema.PRE_POOL_ZERO_FRAC].dropna()
+            row[PRE_POOL_ZERO_FRAC_COLUMN] = zf.iloc[-1] if len(zf) else None
     row["workdir"] = run.workdir
     return row
 
@@ -203,23 +186,17 @@ def stats_frame(train: pd.DataFrame) -> pd.DataFrame:
     """
     rows = []
     for column in train.columns:
-        parts = column.split("/")
-        if parts[0] == "stats" and len(parts) in (3, 4):
-            stage, stat = parts[1], parts[2]
-            block = int(parts[3]) if len(parts) == 4 else -1
-        elif parts[0] == "grad_norm" and len(parts) in (2, 3):
-            stage, stat = parts[1], "grad_norm"
-            block = int(parts[2]) if len(parts) == 3 else -1
-        else:
+        key = schema.parse_key(column)
+        if key is None:
             continue
         values = train[column].dropna()
         rows.append(
             pd.DataFrame(
                 {
                     "step": values.index,
-                    "stage": stage,
-                    "block": block,
-                    "stat": stat,
+                    "stage": key.stage,
+                    "block": key.block,
+                    "stat": key.stat,
                     "value": values,
                 }
             )
@@ -256,8 +233,8 @@ def block_order(config: dict[str, Any]) -> list[str]:
         stages = resolve_stages(model["name"], 1.0, tuple(blocks) if blocks else None)
     except (KeyError, ValueError):
         return []
-    names = [f"{s.name}[{i}]" for s in stages for i in range(s.repeats or 1)]
-    return [*names, death.PRE_POOL]
+    names = [schema.block_label(s.name, i) for s in stages for i in range(s.repeats or 1)]
+    return [*names, schema.PRE_POOL]
 
 
 def dead_fraction_frame(run: RunData) -> pd.DataFrame:
@@ -265,7 +242,8 @@ def dead_fraction_frame(run: RunData) -> pd.DataFrame:
 
     Columns are block names in network order (`block_order`), rows the statistics measurements.
     """
-    columns = {death.block_name(c): c for c in run.train.columns if death.block_name(c) is not None}
+    columns = {schema.block_name(c): c for c in run.train.columns}
+    columns.pop(None, None)
     order = [b for b in block_order(run.config) if b in columns]
     order += sorted(set(columns) - set(order))
     frame = run.train[[columns[b] for b in order]].dropna(how="all")

@@ -149,7 +149,7 @@ class Inception(nn.Module):
         aux["pre_pool"] = x
         if stats:
             pre = stats_lib.activation_stats(x)
-            all_stats["pre_pool"] = {k: pre[k] for k in ("zero_frac", "dead_frac")}
+            all_stats["pre_pool"] = {k: pre[k] for k in stats_lib.PRE_POOL_STATS}
             aux["stats"] = all_stats
         pre_logits = jnp.mean(x.astype(jnp.float32), axis=(1, 2))
         aux["pre_logits"] = pre_logits

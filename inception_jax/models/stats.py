@@ -8,6 +8,12 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
+# The statistics the death criteria read. `inception_jax.train.metrics_schema` names them too
+# (models may not import train); tests/test_metrics_schema.py holds the two equal.
+ZERO_FRAC, DEAD_FRAC = "zero_frac", "dead_frac"
+# What is logged of the feature map entering global pooling.
+PRE_POOL_STATS = (ZERO_FRAC, DEAD_FRAC)
+
 
 def rms(x: jnp.ndarray) -> jnp.ndarray:
     """Root mean square of ``x`` in float32."""
@@ -25,8 +31,8 @@ def activation_stats(y: jnp.ndarray) -> dict[str, jnp.ndarray]:
     y32 = y.astype(jnp.float32)
     zero = y32 == 0
     return {
-        "zero_frac": jnp.mean(zero.astype(jnp.float32)),
-        "dead_frac": jnp.mean(jnp.all(zero, axis=(0, 1, 2)).astype(jnp.float32)),
+        ZERO_FRAC: jnp.mean(zero.astype(jnp.float32)),
+        DEAD_FRAC: jnp.mean(jnp.all(zero, axis=(0, 1, 2)).astype(jnp.float32)),
         "mean": jnp.mean(y32),
         "std": jnp.std(y32),
     }

@@ -26,6 +26,7 @@ from absl import logging
 from inception_jax.train import checkpoint as checkpoint_lib
 from inception_jax.train import config_check, distributed, init_from, setup, sharding
 from inception_jax.train import metrics as metrics_lib
+from inception_jax.train import metrics_schema as schema
 from inception_jax.train import step as step_lib
 from inception_jax.train import workdir as workdir_lib
 from inception_jax.train.evaluate import evaluate
@@ -187,7 +188,7 @@ def _train(
                 if run.last_eval_step != run.step:
                     final_eval = evaluate(eval_step, run.state, config, mesh)
                     summary.update(final_eval)
-                    writer.write(run.step, final_eval, split="eval")
+                    writer.write(run.step, final_eval, split=schema.EVAL)
                 else:
                     summary.update(run.last_eval)
     except NonFiniteError as e:
@@ -257,11 +258,11 @@ class _Run:
             if log_now:
                 m = jax.device_get(m)
                 now = time.perf_counter()
-                m["images_per_sec"] = interval_images / max(now - interval_start, 1e-9)
+                m[schema.IMAGES_PER_SEC] = interval_images / max(now - interval_start, 1e-9)
                 m["epoch"] = step / self.exp.steps_per_epoch
                 self.writer.write(step, m)
                 interval_start, interval_images = now, 0
-                flat = metrics_lib.flatten_metrics(m)
+                flat = schema.flatten_metrics(m)
                 for hook in self.step_hooks:
                     self.reason = self.reason or hook(step, flat)
             if log_now or ckpt_now:  # After logging, so metrics.jsonl shows the bad step.
@@ -272,7 +273,7 @@ class _Run:
             if t.eval_every_steps and step % t.eval_every_steps == 0:
                 self.last_eval = evaluate(eval_step, self.state, self.config, mesh)
                 self.last_eval_step = step
-                self.writer.write(step, self.last_eval, split="eval")
+                self.writer.write(step, self.last_eval, split=schema.EVAL)
                 interval_start = time.perf_counter()
             self.writer.advance(step)
             if self.reason is not None:

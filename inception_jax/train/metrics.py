@@ -23,23 +23,10 @@ from typing import Any
 import jax
 import numpy as np
 
+from inception_jax.train import metrics_schema as schema
 
-def flatten_metrics(tree: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
-    """Flattens nested metrics to scalars: `{"stats": {"a": {"zero_frac": [x, y]}}}` ->
-    `{"stats/a/zero_frac/0": x, "stats/a/zero_frac/1": y}`."""
-    out: dict[str, float] = {}
-    for key, value in tree.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            out.update(flatten_metrics(value, name + "/"))
-            continue
-        array = np.asarray(value)
-        if array.ndim == 0:
-            out[name] = array.item()
-        else:
-            for i, v in enumerate(array.reshape(-1)):
-                out[f"{name}/{i}"] = v.item()
-    return out
+# The one reader of `metrics.jsonl`, for callers of the writer's module.
+read_metrics = schema.read_metrics
 
 
 def _json_value(v: Any) -> Any:
@@ -193,7 +180,7 @@ class MetricWriter:
             clock: time source (tests).
         """
         self.enabled = jax.process_index() == 0
-        self.path = os.path.join(workdir, "metrics.jsonl")
+        self.path = os.path.join(workdir, schema.METRICS_FILE)
         self.throughput = Throughput(batch_size, clock)
         self._stats_seen = False
         self._tb = None
@@ -222,37 +209,38 @@ class MetricWriter:
         if not os.path.exists(self.path):
             return
         with open(self.path) as f:
-            lines = [line for line in f if line.strip()]
-        kept = []
-        for line in lines:
-            try:
-                if json.loads(line).get("step", 0) <= step:
-                    kept.append(line)
-            except json.JSONDecodeError:  # A line cut by a kill.
-                continue
+            lines = f.readlines()
+        # Blank lines and a line cut by a kill parse to None and are dropped.
+        records = map(schema.parse_line, lines)
+        kept = [
+            line
+            for line, r in zip(lines, records, strict=True)
+            if r is not None and r.get(schema.STEP, 0) <= step
+        ]
         with open(self.path + ".tmp", "w") as f:
             f.writelines(kept)
         os.replace(self.path + ".tmp", self.path)
 
-    def write(self, step: int, metrics: Mapping[str, Any], split: str = "train") -> None:
+    def write(self, step: int, metrics: Mapping[str, Any], split: str = schema.TRAIN) -> None:
         """Records scalar `metrics` (nested dicts and 1-D arrays allowed) at `step`."""
-        flat = flatten_metrics(metrics)
-        first_stats = not self._stats_seen and any(k.startswith("stats/") for k in flat)
-        if split != "train" or first_stats:  # an evaluation, or the stats step's compilation
+        flat = schema.flatten_metrics(metrics)
+        first_stats = not self._stats_seen and any(schema.is_stats_key(k) for k in flat)
+        if split != schema.TRAIN or first_stats:  # an evaluation, or the stats step's compilation
             self.throughput.skip_current()
         self._stats_seen = self._stats_seen or first_stats
         if not self.enabled:
             return
-        record = {"step": step, "split": split, **{k: _json_value(v) for k, v in flat.items()}}
+        record = {schema.STEP: step, schema.SPLIT: split}
+        record.update({k: _json_value(v) for k, v in flat.items()})
         with open(self.path, "a") as f:
             f.write(json.dumps(record) + "\n")
         for name, value in flat.items():
             self._tb.add_scalar(f"{split}/{name}", value, step)
         self._tb.flush()
-        if self._bar is not None and split == "train":
+        if self._bar is not None and split == schema.TRAIN:
             self._bar.set_postfix(
-                loss=f"{flat.get('loss', float('nan')):.3f}",
-                top1=f"{flat.get('top1', float('nan')):.3f}",
+                loss=f"{flat.get(schema.LOSS, float('nan')):.3f}",
+                top1=f"{flat.get(schema.TOP1, float('nan')):.3f}",
                 refresh=False,
             )
 
@@ -308,10 +296,3 @@ def startup_message(config: Any, exp: Any, state: Any, mesh: Any, start: int, wo
             f"  data {config.data.name}: {exp.num_train:,} train / {exp.num_eval:,} eval examples",
         ]
     )
-
-
-def read_metrics(workdir: str, split: str | None = None) -> list[dict[str, Any]]:
-    """Reads `<workdir>/metrics.jsonl` (optionally one split) as a list of dicts."""
-    with open(os.path.join(workdir, "metrics.jsonl")) as f:
-        rows = [json.loads(line) for line in f if line.strip()]
-    return [r for r in rows if split is None or r.get("split") == split]

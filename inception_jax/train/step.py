@@ -15,6 +15,7 @@ import optax
 from jax.sharding import Mesh
 
 from inception_jax.models.inputs import normalize
+from inception_jax.train import metrics_schema as schema
 from inception_jax.train import optimizer as optimizer_lib
 from inception_jax.train import sharding
 from inception_jax.train.state import TrainState
@@ -199,8 +200,8 @@ def make_train_step(
             "skipped_steps": new_state.skipped_steps,
         }
         if stats:
-            metrics["stats"] = aux.get("stats", {})
-            metrics["grad_norm"] = _block_grad_norms(fresh_grads)
+            metrics[schema.STATS] = aux.get("stats", {})
+            metrics[schema.GRAD_NORM] = _block_grad_norms(fresh_grads)
         return new_state, metrics
 
     replicated = sharding.replicated(mesh)
