@@ -87,16 +87,16 @@ def jpeg_size(image: Any, decoder: str) -> tuple[int, int] | None:
 
 
 def decode(image: Any, min_width: int = 0, min_height: int = 0) -> np.ndarray | None:
-    """RGB uint8 [H, W, 3] of JPEG bytes, DCT-downscaled to the smallest size >= the minimums.
+    """RGB uint8 [H, W, 3] of JPEG bytes: full size, or DCT-downscaled to the smallest M/8 scale
+    that is at least `min_width` x `min_height` when either is given.
 
     Returns:
       None when simplejpeg fails (corrupt or truncated data): the caller takes the PIL route.
     """
     simplejpeg, _ = _libs()
+    sizes = {"min_width": min_width, "min_height": min_height} if min_width or min_height else {}
     try:
-        return simplejpeg.decode_jpeg(
-            image, "RGB", min_width=max(1, min_width), min_height=max(1, min_height)
-        )
+        return simplejpeg.decode_jpeg(image, "RGB", **sizes)
     except ValueError:
         return None
 
