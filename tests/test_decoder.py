@@ -174,8 +174,9 @@ def test_missing_simplejpeg_says_how_to_install(monkeypatch):
     decode._libs.cache_clear()
     monkeypatch.setitem(sys.modules, "simplejpeg", None)  # import raises ImportError
     try:
-        with pytest.raises(ImportError, match="pip install simplejpeg opencv-python-headless"):
+        with pytest.raises(ImportError, match="pip install simplejpeg opencv-python-headless") as e:
             decode.check_decoder("simplejpeg")
+        assert e.value.name == "simplejpeg"  # the benchmark names what is missing
         assert decode.check_decoder("pil") == "pil"
     finally:
         decode._libs.cache_clear()

@@ -226,6 +226,16 @@ def per_core(
     return rows
 
 
+def _available(decoder: str) -> bool:
+    """True if `decoder`'s packages are installed; says so when they are not."""
+    try:
+        decode.check_decoder(decoder)
+    except ImportError as e:
+        print(f"(grain with decoder {decoder}: skipped, {e.name} is not installed)")
+        return False
+    return True
+
+
 def _load_files(pattern: str) -> list[dict]:
     paths = sorted(glob.glob(pattern))
     if not paths:
@@ -267,6 +277,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, list[dict]]:
     for d in decoders:
         if d not in decode.DECODERS:
             p.error(f"--decoders: {d!r} is not one of {list(decode.DECODERS)}")
+    decoders = [d for d in decoders if _available(d)]
     t0 = time.perf_counter()
     if args.files:
         try:

@@ -43,7 +43,8 @@ def _libs() -> tuple[ModuleType, ModuleType]:
     except ImportError as e:
         raise ImportError(
             f"data.decoder='simplejpeg' needs {e.name}, a base dependency: "
-            "pip install simplejpeg opencv-python-headless (or set --config.data.decoder=pil)"
+            "pip install simplejpeg opencv-python-headless (or set --config.data.decoder=pil)",
+            name=e.name,
         ) from e
     # The pipeline's parallelism is grain's threads and workers; OpenCV's own pool would
     # oversubscribe the cores for these small resizes.
