@@ -124,7 +124,7 @@ def test_odd_files_work_with_both_decoders(kind):
             assert np.abs(_blocks(pil) - _blocks(sj)).mean() < 4
         if kind == "grey":
             assert (sj[..., 0] == sj[..., 1]).all() and (sj[..., 1] == sj[..., 2]).all()
-        else:  # the class colour (green) dominates, as PIL decodes it (CMYK not inverted)
+        else:  # the class colour (green) dominates in every route
             assert int(np.argmax(sj.reshape(-1, 3).mean(0))) == 1
 
 

@@ -7,13 +7,14 @@ of `preprocess.py` (draft decode by 1/2, 1/4 or 1/8, anti-aliased bilinear resiz
 
 Both take the same crop box and flip from the same random state (the box is sampled from the
 image size in the JPEG header before anything is decoded), so they differ only by resampling.
-Whatever simplejpeg cannot decode to RGB exactly as PIL does - PNG or other formats (even when
-named .JPEG), CMYK/YCCK JPEGs (PIL inverts Adobe CMYK), arrays, corrupt data - takes the PIL
-route, which also raises the pipeline's errors for bad data.
+simplejpeg takes JPEG bytes in YCbCr, greyscale or RGB; everything else takes the PIL route:
+PNG and other formats (even when named .JPEG), CMYK/YCCK JPEGs (kept on PIL's colour
+conversion), arrays, and data simplejpeg fails on (PIL then raises the pipeline's error naming
+the example, or decodes what it can).
 
 The resize is `cv2.INTER_LINEAR` (bilinear, like TF-slim's resize in the paper's pipeline): the
 DCT-scaled decode leaves at most a 2x reduction for it (the smallest M/8 scale keeping the crop >=
-the output size), where bilinear samples every source pixel, and it costs 0.19 ms against 1.19 ms
+the output size), where bilinear samples every source pixel, and it costs 0.19 ms against 1.2 ms
 for `cv2.INTER_AREA` or PIL's anti-aliased resize of a 328 px crop to 299 px (2-core CPU). A
 larger reduction (a crop over 16x the output side) is averaged with `cv2.INTER_AREA`.
 """
