@@ -120,8 +120,8 @@ phase maxbatch 90 200 env XLA_PYTHON_CLIENT_MEM_FRACTION=0.95 "${BENCH[@]}" \
 phase unrolled 60 150 "${BENCH[@]}" --models="$ONE" $COMMON --noscan_blocks --noeval --compile_only \
   --nocount_flops --label="unrolled blocks (compile only)" \
   --json="$WORK/7_unrolled.json" --markdown="$WORK/7_unrolled.md"
-phase data 45 120 "$PY" -m inception_jax.data.benchmark --num_images "${DATA_IMAGES:-2048}" \
-  --num_source_images 128 --batch_size 64 --workers "${DATA_WORKERS:-0,8,15}" --draft on,off \
+phase data 45 120 "$PY" -m inception_jax.bench.input --num_images "${DATA_IMAGES:-2048}" \
+  --num_source_images 128 --batch_size 64 --workers "${DATA_WORKERS:-0,8,15}" --draft on \
   --json "$WORK/8_data.json"
 pack
 echo "== done in $(( $(date +%s) - START ))s; results in $OUT"

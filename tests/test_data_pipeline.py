@@ -173,15 +173,3 @@ def test_corrupt_image_in_source_names_example(cfg, corrupt_images):
         next(pipeline.create_train_iterator(cfg, 4, seed=0))
     with pytest.raises(ValueError, match=r"example 0\b.*cannot decode"):
         next(pipeline.create_eval_iterator(cfg, 4))
-
-
-def test_benchmark_cli_smoke(tmp_path):
-    from inception_jax.data import benchmark
-
-    out = tmp_path / "bench.json"
-    rows = benchmark.main(
-        "--num_images 8 --num_source_images 4 --image_size 32 --source_size 120x90 "
-        f"--batch_size 4 --workers 0 --draft on,off --parts grain --json {out}".split()
-    )["grain"]
-    assert len(rows) == 2 and all(r["images_per_s"] > 0 for r in rows)
-    assert json.loads(out.read_text())["grain"] == rows

@@ -195,7 +195,7 @@ HELP = [
     [sys.executable, "-m", "inception_jax.main", "--help"],
     [sys.executable, "-m", "inception_jax.benchmark", "--help"],
     [sys.executable, "-m", "inception_jax.interop.cli", "--help"],
-    [sys.executable, "-m", "inception_jax.data.benchmark", "--help"],
+    [sys.executable, "-m", "inception_jax.bench.input", "--help"],
     [sys.executable, "-m", "experiments.sweep", "--help"],
 ]
 

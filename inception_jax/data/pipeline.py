@@ -22,7 +22,7 @@ import ml_collections
 import numpy as np
 from absl import flags
 
-from inception_jax.data import preprocess, preprocess_slim
+from inception_jax.data import decode, preprocess, preprocess_slim
 from inception_jax.data.sources import get_dataset_builder, open_source
 
 PREPROCESS_MODES = ("inception", "timm")  # values of `data.preprocess`
@@ -51,6 +51,10 @@ def default_data_config() -> ml_collections.ConfigDict:
             # `inception_preprocessing.py`, the authors' released code (`preprocess_slim.py`); the
             # paper's ImageNet configs (`get_imagenet_config`) set it.
             "preprocess": "timm",
+            # JPEG decoder (`decode.py`): "simplejpeg" (libjpeg-turbo + OpenCV resize, the fastest
+            # measured) or "pil". Same crops and flips; pixels differ by resampling ("timm") or
+            # not at all ("inception" decodes at full size). Non-JPEG images always use PIL.
+            "decoder": decode.DEFAULT_DECODER,
             # "timm" only: crop area fraction and aspect-ratio range of the training crop.
             "area_range": (0.08, 1.0),
             "aspect_ratio_range": (3 / 4, 4 / 3),
@@ -120,6 +124,11 @@ def preprocess_mode(data_cfg: Any) -> str:
     return mode
 
 
+def decoder_of(data_cfg: Any) -> str:
+    """Returns `data_cfg.decoder` (the default when absent), checked by `decode.check_decoder`."""
+    return decode.check_decoder(_get(data_cfg, "decoder", decode.DEFAULT_DECODER))
+
+
 def _slim_options(data_cfg: Any) -> preprocess_slim.SlimOptions:
     return preprocess_slim.SlimOptions.from_config(_get(data_cfg, "inception", {}))
 
@@ -136,12 +145,18 @@ class _TrainTransform(grain.transforms.RandomMap):
         self.aspect_ratio_range = tuple(_get(data_cfg, "aspect_ratio_range", (3 / 4, 4 / 3)))
         self.crop_fraction = float(_get(data_cfg, "crop_fraction", 0.875))
         self.slim = _slim_options(data_cfg) if self.mode == "inception" else None
+        self.decoder = decoder_of(data_cfg)
 
     def random_map(self, element: tuple[int, dict], rng: np.random.Generator) -> dict:
         index, record = element
         if self.slim is not None:
             image = preprocess_slim.preprocess_train(
-                record[self.image_key], rng, self.image_size, options=self.slim, key=index
+                record[self.image_key],
+                rng,
+                self.image_size,
+                options=self.slim,
+                key=index,
+                decoder=self.decoder,
             )
         else:
             image = preprocess.preprocess_train(
@@ -152,6 +167,7 @@ class _TrainTransform(grain.transforms.RandomMap):
                 aspect_ratio_range=self.aspect_ratio_range,
                 crop_fraction=self.crop_fraction,
                 key=index,
+                decoder=self.decoder,
             )
         return {"image": image, "label": np.int32(record[self.label_key])}
 
@@ -250,13 +266,19 @@ def create_train_iterator(
 def _eval_preprocess(data_cfg: Any) -> Callable[[Any, int, Any], np.ndarray]:
     """(image, size, key) -> uint8 [size, size, 3] for `data_cfg.preprocess`."""
     crop_fraction = float(_get(data_cfg, "crop_fraction", 0.875))
+    decoder = decoder_of(data_cfg)
     if preprocess_mode(data_cfg) == "inception":
         half_pixel = _slim_options(data_cfg).half_pixel_centers
         return lambda image, size, key: preprocess_slim.preprocess_eval(
-            image, size, central_fraction=crop_fraction, half_pixel_centers=half_pixel, key=key
+            image,
+            size,
+            central_fraction=crop_fraction,
+            half_pixel_centers=half_pixel,
+            key=key,
+            decoder=decoder,
         )
     return lambda image, size, key: preprocess.preprocess_eval(
-        image, size, crop_fraction=crop_fraction, key=key
+        image, size, crop_fraction=crop_fraction, key=key, decoder=decoder
     )
 
 
@@ -316,6 +338,7 @@ __all__ = [
     "create_eval_iterator",
     "create_train_iterator",
     "dataset_info",
+    "decoder_of",
     "default_data_config",
     "get_dataset_builder",
     "preprocess_mode",

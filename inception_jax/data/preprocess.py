@@ -10,8 +10,11 @@ downscale). No colour distortion. Evaluation: a central square crop of `crop_fra
 shorter side and a resize. Images leave the host as uint8 (4x less to transfer); `normalize` maps
 them to [-1, 1] inside the jitted step.
 
-JPEGs are decoded with PIL's `draft()` when the crop is at least twice the output size, so
-libjpeg downscales by 1/2, 1/4 or 1/8 during the IDCT (much cheaper than a full decode).
+JPEG bytes are decoded by `decoder` (`decode.py`): "simplejpeg" (default) decodes with
+libjpeg-turbo and resizes with OpenCV; "pil" decodes with PIL's `draft()` when the crop is at least
+twice the output size, so libjpeg downscales by 1/2, 1/4 or 1/8 during the IDCT (much cheaper
+than a full decode). Both take the same crop box and flip from the same random state; everything
+that is not a JPEG simplejpeg decodes to RGB (PNG, CMYK, arrays) takes the PIL route.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from inception_jax.data import decode
 from inception_jax.models.inputs import normalize  # noqa: F401 - the one normalize, re-exported
 
 Box = tuple[float, float, float, float]  # (left, top, right, bottom) in pixels
@@ -74,12 +78,18 @@ def _ensure_rgb(img: Image.Image, key: Any) -> Image.Image:
         raise _bad(key, f"cannot decode or convert mode {img.mode!r} to RGB ({e})") from e
 
 
-def decode_rgb(image: Any, key: Any = None) -> np.ndarray:
+def decode_rgb(image: Any, key: Any = None, decoder: str = decode.DEFAULT_DECODER) -> np.ndarray:
     """Decodes `image` (see `to_pil_rgb`) at full size to uint8 [H, W, 3].
+
+    Both decoders give the same pixels here (libjpeg-turbo, same IDCT and upsampling).
 
     Raises:
       ValueError: the image cannot be decoded or converted to RGB.
     """
+    if decode.jpeg_size(image, decoder) is not None:
+        pixels = decode.decode(image)
+        if pixels is not None:
+            return pixels
     return np.asarray(_ensure_rgb(to_pil_rgb(image, key), key))
 
 
@@ -139,6 +149,37 @@ def _decode_crop_resize(
     return img.resize((out_size, out_size), Image.BILINEAR, box=box)
 
 
+def _open(image: Any, key: Any, decoder: str) -> tuple[tuple[int, int], Image.Image | None]:
+    """((width, height), None) for the simplejpeg route, ((width, height), lazy PIL image) else."""
+    size = decode.jpeg_size(image, decoder)
+    if size is not None:
+        return size, None
+    img = to_pil_rgb(image, key)
+    return img.size, img
+
+
+def _crop_resize(
+    image: Any,
+    opened: tuple[tuple[int, int], Image.Image | None],
+    box: Box,
+    out_size: int,
+    key: Any,
+    draft: bool,
+    flip: bool = False,
+) -> np.ndarray:
+    """Crops `box`, resizes to `out_size`, mirrors if `flip`: simplejpeg if opened so, else PIL."""
+    size, img = opened
+    if img is None:
+        out = decode.crop_resize(image, size, box, out_size, flip=flip, scaled=draft)
+        if out is not None:
+            return out
+        img = to_pil_rgb(image, key)  # simplejpeg failed (corrupt data): PIL raises or copes
+    img = _decode_crop_resize(img, box, out_size, key, draft)
+    if flip:
+        img = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    return np.asarray(img, dtype=np.uint8)
+
+
 def preprocess_train(
     image: Any,
     rng: np.random.Generator,
@@ -149,6 +190,7 @@ def preprocess_train(
     crop_fraction: float = 0.875,
     key: Any = None,
     draft: bool = True,
+    decoder: str = decode.DEFAULT_DECODER,
 ) -> np.ndarray:
     """Training preprocessing: distorted crop, random flip, bilinear resize.
 
@@ -161,20 +203,18 @@ def preprocess_train(
       crop_fraction: central-crop fraction for the fallback box.
       key: example index or key, for error messages.
       draft: allow JPEG downscale-at-decode (see module docstring).
+      decoder: "simplejpeg" or "pil" (`decode.py`); same box and flip, other resampling.
 
     Returns:
       uint8 [image_size, image_size, 3].
     """
-    img = to_pil_rgb(image, key)
-    width, height = img.size
+    opened = _open(image, key, decoder)
+    width, height = opened[0]
     box = sample_distorted_box(
         rng, width, height, area_range, aspect_ratio_range, crop_fraction=crop_fraction
     )
     flip = rng.random() < 0.5
-    out = _decode_crop_resize(img, box, image_size, key, draft)
-    if flip:
-        out = out.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-    return np.asarray(out, dtype=np.uint8)
+    return _crop_resize(image, opened, box, image_size, key, draft, flip)
 
 
 def preprocess_eval(
@@ -184,12 +224,13 @@ def preprocess_eval(
     crop_fraction: float = 0.875,
     key: Any = None,
     draft: bool = True,
+    decoder: str = decode.DEFAULT_DECODER,
 ) -> np.ndarray:
     """Evaluation preprocessing: central crop (`crop_fraction` of the shorter side), resize.
 
     Returns:
       uint8 [image_size, image_size, 3], a deterministic function of the image.
     """
-    img = to_pil_rgb(image, key)
-    box = center_box(*img.size, crop_fraction)
-    return np.asarray(_decode_crop_resize(img, box, image_size, key, draft), dtype=np.uint8)
+    opened = _open(image, key, decoder)
+    box = center_box(*opened[0], crop_fraction)
+    return _crop_resize(image, opened, box, image_size, key, draft)

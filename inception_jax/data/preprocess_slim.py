@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from inception_jax.data import decode
 from inception_jax.data.preprocess import Box, decode_rgb
 
 _INV_255 = np.float32(1.0 / 255.0)  # tf.image.convert_image_dtype(uint8 -> float32) scale
@@ -320,6 +321,7 @@ def preprocess_train(
     *,
     options: SlimOptions | None = None,
     key: Any = None,
+    decoder: str = decode.DEFAULT_DECODER,
 ) -> np.ndarray:
     """Slim's `preprocess_for_train(fast_mode=True)` (see module docstring), as uint8.
 
@@ -330,12 +332,13 @@ def preprocess_train(
       image_size: output side length.
       options: slim's numbers (default: slim's).
       key: example index or key, for error messages.
+      decoder: JPEG decoder ("simplejpeg" or "pil"; the same pixels at full size).
 
     Returns:
       uint8 [image_size, image_size, 3].
     """
     options = options or SlimOptions()
-    pixels = decode_rgb(image, key)  # full size: slim has no reduced-size JPEG decode
+    pixels = decode_rgb(image, key, decoder)  # full size: slim has no reduced-size JPEG decode
     box = sample_crop(rng, pixels.shape[1], pixels.shape[0], options)
     out = resize_bilinear(
         pixels,
@@ -358,13 +361,14 @@ def preprocess_eval(
     central_fraction: float = 0.875,
     half_pixel_centers: bool = False,
     key: Any = None,
+    decoder: str = decode.DEFAULT_DECODER,
 ) -> np.ndarray:
     """Slim's `preprocess_for_eval`: central crop of each side, bilinear resize (stretch), uint8.
 
     Returns:
       uint8 [image_size, image_size, 3], a deterministic function of the image.
     """
-    pixels = decode_rgb(image, key)  # full size: slim has no reduced-size JPEG decode
+    pixels = decode_rgb(image, key, decoder)  # full size: slim has no reduced-size JPEG decode
     box = central_crop_box(pixels.shape[1], pixels.shape[0], central_fraction)
     out = resize_bilinear(
         pixels,

@@ -84,6 +84,7 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
     if not weights and not checkpoints:
         raise ValueError("no model to evaluate: pass --weights=<dir>[,...] and/or --checkpoint")
 
+    from inception_jax.data import pipeline
     from inception_jax.data.sources import get_dataset_builder, open_source
     from inception_jax.evaluation import members as members_lib
     from inception_jax.evaluation import protocols
@@ -103,6 +104,7 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
         images_per_step=args.batch_size,
         num_examples=args.num_examples,
         threads=args.threads,
+        decoder=pipeline.decoder_of(data_cfg),
         log=lambda line: print(line, file=sys.stderr, flush=True),
     )
     result["dataset"] = {"name": data_cfg.name, "data_dir": data_cfg.get("data_dir"),

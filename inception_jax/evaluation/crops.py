@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from inception_jax.data import preprocess
+from inception_jax.data import decode, preprocess
 
 PROTOCOLS = {"single": 1, "10crop": 10, "12crop": 12, "144crop": 144}
 GOOGLENET_SCALES = (256, 288, 320, 352)  # shorter side at 224 px input
@@ -83,8 +83,17 @@ def _squares(img: Image.Image) -> list[Image.Image]:
     return [img.crop((0, s, side, s + side)) for s in starts]
 
 
-def _decoded(image: Any, min_shorter: int, key: Any) -> Image.Image:
-    """RGB image; JPEGs decoded downscaled (draft) while the shorter side stays >= min_shorter."""
+def _decoded(image: Any, min_shorter: int, key: Any, decoder: str) -> Image.Image:
+    """RGB image; JPEGs decoded downscaled while the shorter side stays >= min_shorter.
+
+    simplejpeg (`decoder`) downscales by the smallest fitting M/8, PIL's draft by 1/2, 1/4, 1/8.
+    """
+    size = decode.jpeg_size(image, decoder)
+    if size is not None:
+        factor = max(1.0, min(size) / min_shorter)
+        pixels = decode.decode(image, math.ceil(size[0] / factor), math.ceil(size[1] / factor))
+        if pixels is not None:
+            return Image.fromarray(pixels)
     img = preprocess.to_pil_rgb(image, key)
     width, height = img.size
     if img.format == "JPEG" and min(width, height) >= 2 * min_shorter:
@@ -94,7 +103,12 @@ def _decoded(image: Any, min_shorter: int, key: Any) -> Image.Image:
 
 
 def crops(
-    image: Any, protocol: str, size: int, crop_fraction: float = 0.875, key: Any = None
+    image: Any,
+    protocol: str,
+    size: int,
+    crop_fraction: float = 0.875,
+    key: Any = None,
+    decoder: str = decode.DEFAULT_DECODER,
 ) -> np.ndarray:
     """The crops of `image` under `protocol`.
 
@@ -105,23 +119,26 @@ def crops(
       crop_fraction: central crop fraction of `single`; `10crop`/`12crop` resize the shorter
         side to `S / crop_fraction`.
       key: example index or name, for error messages.
+      decoder: JPEG decoder, "simplejpeg" or "pil" (`inception_jax.data.decode`).
 
     Returns:
       uint8 [num_crops(protocol), size, size, 3].
     """
     n = num_crops(protocol)
     if protocol == "single":
-        return preprocess.preprocess_eval(image, size, crop_fraction=crop_fraction, key=key)[None]
+        return preprocess.preprocess_eval(
+            image, size, crop_fraction=crop_fraction, key=key, decoder=decoder
+        )[None]
     if protocol in ("10crop", "12crop"):
         shorter = _parity_round(size / crop_fraction, size)
-        img = _decoded(image, shorter, key)
+        img = _decoded(image, shorter, key, decoder)
         out = _five(_resize_shorter(img, shorter, size), size)
         out = _with_mirrors(out)
         if protocol == "12crop":
             out += _with_mirrors([img.resize((size, size), Image.BILINEAR)])
     else:
         scales = [_parity_round(s * size / 224, size) for s in GOOGLENET_SCALES]
-        img = _decoded(image, scales[0], key)
+        img = _decoded(image, scales[0], key, decoder)
         out = []
         for shorter in scales:
             for square in _squares(_resize_shorter(img, shorter, size)):

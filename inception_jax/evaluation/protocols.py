@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from inception_jax.data.decode import DEFAULT_DECODER
 from inception_jax.evaluation import crops as crops_lib
 from inception_jax.evaluation.members import INCEPTION_MEAN_STD, Member
 from inception_jax.train import sharding
@@ -108,10 +109,11 @@ def _batches(
     size: int,
     crop_fraction: float,
     threads: int,
+    decoder: str = DEFAULT_DECODER,
 ) -> Iterator[tuple[np.ndarray, np.ndarray, int]]:
     """(crops [batch, C, S, S, 3] zero-padded, labels [batch], real count), one batch ahead."""
     make = functools.partial(crops_lib.crops, protocol=protocol, size=size,
-                             crop_fraction=crop_fraction)  # fmt: skip
+                             crop_fraction=crop_fraction, decoder=decoder)  # fmt: skip
     c = crops_lib.num_crops(protocol)
 
     def load(chunk: Sequence[int]) -> tuple[np.ndarray, np.ndarray, int]:
@@ -170,6 +172,7 @@ def evaluate(
     num_examples: int | None = None,
     threads: int | None = None,
     log: Callable[[str], None] | None = None,
+    decoder: str = DEFAULT_DECODER,
 ) -> dict[str, Any]:
     """Evaluates `ensemble` under its protocol on a data source of `{"image", "label"}` records.
 
@@ -182,6 +185,7 @@ def evaluate(
       num_examples: the first N examples only.
       threads: host threads computing crops (default: all CPUs).
       log: called with a progress line now and then.
+      decoder: JPEG decoder of the crops (`data.decoder`: "simplejpeg" or "pil").
 
     Returns:
       `top1`, `top5`, `nll` of the ensemble, `members` (the same per member, in order),
@@ -194,7 +198,7 @@ def evaluate(
     start, done, next_log = time.perf_counter(), 0, time.perf_counter() + 30
     threads = threads or os.cpu_count() or 1
     batches = _batches(
-        source, range(n), batch, ensemble.protocol, image_size, crop_fraction, threads
+        source, range(n), batch, ensemble.protocol, image_size, crop_fraction, threads, decoder
     )
     for crops, labels, count in batches:
         if count and labels[:count].max() >= ensemble.num_classes:

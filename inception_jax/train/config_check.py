@@ -14,6 +14,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+from inception_jax.data.decode import DECODERS
 from inception_jax.models.layers import INITIALIZERS
 from inception_jax.models.registry import PLAIN_BLOCKS
 from inception_jax.train.init_from import PARTS as INIT_PARTS
@@ -162,6 +163,10 @@ FIELDS: dict[str, tuple[Range, str]] = {
     "data.preprocess": (
         _choice("timm", "inception"),
         "input pipeline: 'inception' (TF-slim inception_preprocessing) or 'timm'",
+    ),
+    "data.decoder": (
+        _choice(*DECODERS),
+        "JPEG decoder: 'simplejpeg' (libjpeg-turbo + OpenCV resize, fastest) or 'pil'",
     ),
     "data.inception.area_range": (_pair(0, 1), "inception crop: area fraction (slim 0.05-1)"),
     "data.inception.aspect_ratio_range": (_pair(0, None), "inception crop: aspect (slim 3/4-4/3)"),
