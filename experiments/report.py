@@ -83,8 +83,10 @@ def _light_copy(run: runs_lib.RunData, out_dir: str) -> None:
     src = os.path.join(run.workdir, schema.METRICS_FILE)
     if os.path.exists(src):
         gz = os.path.join(dest, schema.METRICS_FILE + schema.GZIP_SUFFIX)
-        with open(src, "rb") as f, gzip.open(gz, "wb") as g:
-            g.write(f.read())
+        # mtime=0 and no file name in the header: the same metrics give the same bytes.
+        with open(src, "rb") as f, open(gz, "wb") as raw:
+            with gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as g:
+                g.write(f.read())
 
 
 def _hashable(value: Any) -> Any:
