@@ -73,7 +73,7 @@ phase() {  # phase NAME MIN_S CAP_S COMMAND...: run if selected and MIN_S are le
   pack
 }
 
-BENCH=("$PY" -m inception_jax.benchmark)  # an array, not a function: `timeout` runs it
+BENCH=("$PY" -m inception_jax.bench step)  # an array, not a function: `timeout` runs it
 
 echo "== env $(date -Is)"
 if compgen -G ".whl/*.whl" > /dev/null; then
@@ -120,7 +120,7 @@ phase maxbatch 90 200 env XLA_PYTHON_CLIENT_MEM_FRACTION=0.95 "${BENCH[@]}" \
 phase unrolled 60 150 "${BENCH[@]}" --models="$ONE" $COMMON --noscan_blocks --noeval --compile_only \
   --nocount_flops --label="unrolled blocks (compile only)" \
   --json="$WORK/7_unrolled.json" --markdown="$WORK/7_unrolled.md"
-phase data 45 120 "$PY" -m inception_jax.bench.input --num_images "${DATA_IMAGES:-2048}" \
+phase data 45 120 "$PY" -m inception_jax.bench input --num_images "${DATA_IMAGES:-2048}" \
   --num_source_images 128 --batch_size 64 --workers "${DATA_WORKERS:-0,8,15}" --draft on \
   --json "$WORK/8_data.json"
 pack

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Downloads into .whl/ the wheels the GPU image lacks, for the device tool's `carry`.
 #
-# The step benchmark (inception_jax.benchmark -> models, train.setup/step/state/optimizer,
+# The step benchmark (python -m inception_jax.bench step -> models, train.setup/step/state/optimizer,
 # bench/*) builds its config from train/config_base.get_base_config(), so it needs ml-collections,
 # and, as long as that reads the data defaults from data/pipeline.py, grain and
 # tensorflow-datasets too (not yet tried on the GPU image: name them below). The image has jax

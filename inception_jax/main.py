@@ -177,8 +177,9 @@ def main(argv: list[str]) -> None:
 
     from inception_jax.train import distributed
 
+    timeouts = None
     if FLAGS.coordinator_address or FLAGS.distributed:
-        distributed.initialize(
+        timeouts = distributed.initialize(
             FLAGS.coordinator_address,
             FLAGS.num_processes,
             FLAGS.process_id,
@@ -200,7 +201,10 @@ def main(argv: list[str]) -> None:
             print(json.dumps(result, indent=2))
             return
         summary = experiment.train_and_evaluate(
-            config, FLAGS.workdir, allow_config_change=FLAGS.allow_config_change
+            config,
+            FLAGS.workdir,
+            allow_config_change=FLAGS.allow_config_change,
+            timeouts=timeouts,
         )
     except loop.NonFiniteError as e:
         _fail(str(e), code=1)

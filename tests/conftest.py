@@ -57,7 +57,8 @@ def activation_stats(y) -> dict[str, float]:
 
 
 class SyntheticPipeline:
-    """Stands in for `inception_jax.data.pipeline`: a learnable deterministic 10-class dataset.
+    """An `InputPipeline` (`inception_jax/train/input_pipeline.py`) standing in for
+    `inception_jax.data.pipeline`: a learnable deterministic 10-class dataset.
 
     Class `c` images are noise plus a bright horizontal band at a class-specific row.
     """
@@ -127,13 +128,9 @@ class SyntheticPipeline:
 
 
 @pytest.fixture
-def synthetic_data(monkeypatch):
-    """Replaces the input pipeline with `SyntheticPipeline` for the test."""
-    from inception_jax.train import setup
-
-    pipeline = SyntheticPipeline()
-    monkeypatch.setattr(setup, "data_module", lambda: pipeline)
-    return pipeline
+def synthetic_data():
+    """A `SyntheticPipeline`, to pass as training's `pipeline` (its `dataset_info` as `info`)."""
+    return SyntheticPipeline()
 
 
 @pytest.fixture(scope="session")

@@ -50,30 +50,25 @@ def logged_and_captured(tmp_path_factory):
     """One real loop step with statistics, and the same step's activations recomputed."""
     from conftest import SyntheticPipeline
 
+    from inception_jax.train import loop
+
     pipeline = SyntheticPipeline()
-    mp = pytest.MonkeyPatch()
-    mp.setattr(setup, "data_module", lambda: pipeline)
-    try:
-        from inception_jax.train import loop
+    workdir = str(tmp_path_factory.mktemp("stats_run"))
+    config = base_config.get_config("tiny")
+    config.train.num_steps = 1
+    loop.train_and_evaluate(config, workdir, pipeline=pipeline)
+    logged = metrics_lib.read_metrics(workdir, "train")[0]
 
-        workdir = str(tmp_path_factory.mktemp("stats_run"))
-        config = base_config.get_config("tiny")
-        config.train.num_steps = 1
-        loop.train_and_evaluate(config, workdir)
-        logged = metrics_lib.read_metrics(workdir, "train")[0]
-
-        exp = setup.build_experiment(config)
-        state = exp.init_state(jax.random.PRNGKey(config.seed))
-        it = pipeline.create_train_iterator(config.data, config.train.batch_size, config.seed)
-        images = step_lib.normalize(jnp.asarray(next(it)["image"]))
-        (_, aux), _ = exp.model.apply(
-            {"params": state.params, "batch_stats": state.batch_stats},
-            images,
-            train=True,
-            mutable=["batch_stats"],
-        )
-    finally:
-        mp.undo()
+    exp = setup.build_experiment(config, info=pipeline.dataset_info(config.data))
+    state = exp.init_state(jax.random.PRNGKey(config.seed))
+    it = pipeline.create_train_iterator(config.data, config.train.batch_size, config.seed)
+    images = step_lib.normalize(jnp.asarray(next(it)["image"]))
+    (_, aux), _ = exp.model.apply(
+        {"params": state.params, "batch_stats": state.batch_stats},
+        images,
+        train=True,
+        mutable=["batch_stats"],
+    )
     return logged, aux, exp.model, state
 
 

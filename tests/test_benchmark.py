@@ -1,15 +1,18 @@
-"""The step benchmark (`python -m inception_jax.benchmark`) on a tiny variant, so it cannot rot."""
+"""The benchmarks' one command (`python -m inception_jax.bench <kind>`), and the step benchmark on a
+tiny variant, so it cannot rot."""
 
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
+import types
 
 import pytest
 
-from inception_jax import benchmark
+from inception_jax.bench import __main__ as bench_cli
 from inception_jax.bench import common, jax_bench, report
+from inception_jax.bench import step as step_bench
 
 TINY = [
     "--models=inception_resnet_v2_paper",
@@ -29,7 +32,7 @@ TINY = [
 def tiny_result(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench")
     argv = ["benchmark", *TINY, f"--json={out / 'b.json'}", f"--markdown={out / 'b.md'}"]
-    benchmark.main(argv)
+    step_bench.main(argv)
     with open(out / "b.json") as f:
         return json.load(f), (out / "b.md").read_text()
 
@@ -107,7 +110,8 @@ def test_gpu_path_imports_without_tensorflow_or_torch():
         "import sys\n"
         "for m in ('tensorflow', 'clu', 'torch', 'timm'):\n"
         "    sys.modules[m] = None\n"
-        "import inception_jax.benchmark, inception_jax.bench.jax_bench\n"
+        "import inception_jax.bench.__main__, inception_jax.bench.step\n"
+        "import inception_jax.bench.jax_bench\n"
         "import inception_jax.bench.report\n"
         "import inception_jax.bench.torch_bench\n"
     )
@@ -162,7 +166,7 @@ def test_timm_rows_side_by_side(tmp_path):
     argv = ["benchmark", "--models=inception_v3_release", "--batch=2", "--image_size=75",
             "--nojax", "--timm", "--timm_compile=", "--repeats=1", "--steps=1", "--warmup=0",
             f"--json={tmp_path / 't.json'}"]  # fmt: skip
-    result = benchmark.main(argv)
+    result = step_bench.main(argv)
     (row,) = result["rows"]
     assert row["impl"] == "timm eager" and row["timm_model"] == "inception_v3"
     assert row["train"]["items_per_s"] > 0 and row["eval"]["items_per_s"] > 0
@@ -171,3 +175,39 @@ def test_timm_rows_side_by_side(tmp_path):
                "train": {"items_per_s": 2 * row["train"]["items_per_s"]}}  # fmt: skip
     md = report.markdown({"meta": result["meta"], "rows": [row, jax_row]})
     assert "2.00x" in md
+
+
+def test_one_command_dispatches_each_kind(monkeypatch):
+    calls = []
+    monkeypatch.setattr(step_bench, "cli", lambda argv: calls.append(("step", argv)))
+    fake_input = types.ModuleType("inception_jax.bench.input")
+    fake_input.main = lambda argv: calls.append(("input", argv))
+    monkeypatch.setitem(sys.modules, "inception_jax.bench.input", fake_input)
+    for kind in ("step", "timm", "input"):
+        assert bench_cli.main(["prog", kind, "--batch=8"]) == 0
+    prog = "python -m inception_jax.bench"
+    assert calls == [
+        ("step", [f"{prog} step", "--batch=8"]),
+        ("step", [f"{prog} timm", "--timm", "--batch=8"]),  # --notimm after it would still win
+        ("input", ["--batch=8"]),
+    ]
+
+
+def test_one_command_names_the_kinds_on_bad_input(capsys):
+    assert bench_cli.main(["prog"]) == 2
+    assert "{step,timm,input}" in capsys.readouterr().err
+    assert bench_cli.main(["prog", "trian"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown benchmark kind 'trian'; choose one of step, timm, input" in err
+    assert bench_cli.main(["prog", "--help"]) == 0
+    assert "step" in capsys.readouterr().out
+
+
+def test_timm_kind_turns_timm_on_and_a_later_notimm_off():
+    from absl import flags
+
+    for argv, want in ((["--timm"], True), (["--timm", "--notimm"], False), ([], False)):
+        fv = flags.FlagValues()
+        step_bench.define_flags(fv)
+        fv(["prog", *argv])
+        assert step_bench.options_from_flags(fv).timm is want

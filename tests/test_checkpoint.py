@@ -16,13 +16,16 @@ from inception_jax.train import checkpoint as checkpoint_lib
 from inception_jax.train import setup, sharding
 
 
+def _experiment(config, mesh):
+    """`config`'s experiment, sized by the synthetic dataset."""
+    return setup.build_experiment(config, mesh, info=SyntheticPipeline().dataset_info(config.data))
+
+
 @pytest.fixture(scope="module")
 def saved_once(tmp_path_factory):
     config = load_config()
     workdir = str(tmp_path_factory.mktemp("saved"))
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(setup, "data_module", SyntheticPipeline)
-        exp = setup.build_experiment(config, sharding.create_mesh())
+    exp = _experiment(config, sharding.create_mesh())
     state = exp.init_state(jax.random.PRNGKey(0))
     ckpt = checkpoint_lib.Checkpointer(workdir, keep=3)
     for step in (2, 4):
@@ -33,7 +36,7 @@ def saved_once(tmp_path_factory):
 
 
 @pytest.fixture
-def saved(saved_once, tmp_path, synthetic_data):
+def saved(saved_once, tmp_path):
     """A fresh copy of a workdir with checkpoints at steps 2 and 4 saved from 8 devices."""
     workdir = str(tmp_path / "run")
     shutil.copytree(saved_once[0], workdir)
@@ -43,7 +46,7 @@ def saved(saved_once, tmp_path, synthetic_data):
 def test_restore_on_one_device(saved):
     config, workdir, state = saved
     mesh = sharding.create_mesh(jax.devices()[:1])
-    exp = setup.build_experiment(config, mesh)
+    exp = _experiment(config, mesh)
     ckpt = checkpoint_lib.Checkpointer(workdir, keep=3)
     restored, data_state, step = ckpt.restore(exp.abstract_state(0), mesh)
     assert step == 4 and data_state == {"position": 4} and int(restored.step) == 4
@@ -59,7 +62,7 @@ def test_corrupt_latest_falls_back(saved, caplog):
             with open(path, "r+b") as f:
                 f.write(b"\0garbage" * 8)
     mesh = sharding.create_mesh()
-    exp = setup.build_experiment(config, mesh)
+    exp = _experiment(config, mesh)
     ckpt = checkpoint_lib.Checkpointer(workdir, keep=3)
     restored, data_state, step = ckpt.restore(exp.abstract_state(0), mesh)
     assert step == 2 and data_state == {"position": 2}
@@ -78,7 +81,7 @@ def test_other_architecture_is_named(saved):
     config, workdir, _ = saved
     config.model.width = 0.25
     mesh = sharding.create_mesh()
-    exp = setup.build_experiment(config, mesh)
+    exp = _experiment(config, mesh)
     ckpt = checkpoint_lib.Checkpointer(workdir, keep=3)
     with pytest.raises(checkpoint_lib.ArchitectureMismatchError, match=r"parameter '\S+' has"):
         ckpt.restore(exp.abstract_state(0), mesh)

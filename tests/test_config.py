@@ -72,9 +72,10 @@ def test_eval_counts_each_example_once(synthetic_data):
     config = load_config("configs/smoke.py")
     config.data.num_eval_examples = 21  # Not a multiple of the batch of 8.
     mesh = sharding.create_mesh()
-    exp = setup.build_experiment(config, mesh)
+    exp = setup.build_experiment(config, mesh, info=synthetic_data.dataset_info(config.data))
     state = exp.init_state(jax.random.PRNGKey(0))
-    result = evaluate(step_lib.make_eval_step(exp.model, config, mesh), state, config, mesh)
+    eval_step = step_lib.make_eval_step(exp.model, config, mesh)
+    result = evaluate(eval_step, state, config, mesh, synthetic_data)
     assert result["num_examples"] == 21
 
     # Against a direct per-example computation.

@@ -185,8 +185,8 @@ def _kill_last_block(monkeypatch):
 
     build = setup.build_experiment
 
-    def build_dead(config, mesh=None):
-        exp = build(config, mesh)
+    def build_dead(config, mesh=None, info=None):
+        exp = build(config, mesh, info)
         init = exp.init_state
 
         def init_dead(key):
@@ -212,7 +212,7 @@ def test_loop_detects_a_dead_network_at_the_right_step(tmp_path, synthetic_data,
     config.train.num_steps = 5
     config.death.patience = 3
     config.death.stop_on_death = True
-    summary = experiment.train_and_evaluate(config, str(tmp_path))
+    summary = experiment.train_and_evaluate(config, str(tmp_path), pipeline=synthetic_data)
     saved = json.loads((tmp_path / "summary.json").read_text())
     assert saved["died"] is summary["died"] is dead
     if dead:

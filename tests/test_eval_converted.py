@@ -22,11 +22,11 @@ def test_eval_on_converted_weights(tmp_path, synthetic_data):
     config.model.blocks = None
     config.model.residual_scale = None
     config.data.num_eval_examples = None
-    result = evaluate_checkpoint(config, str(tmp_path / "unused"), str(out))
+    result = evaluate_checkpoint(config, str(tmp_path / "unused"), str(out), synthetic_data)
     assert result["num_examples"] == synthetic_data.num_eval  # padded batches counted once
     assert np.isfinite(result["loss"]) and 0.0 <= result["top1"] <= result["top5"] <= 1.0
 
     config.model.name = "inception_v3_release"
     config.model.blocks = None
     with pytest.raises(ConvertedModelMismatchError, match="inception_v4_release"):
-        evaluate_checkpoint(config, str(tmp_path / "unused"), str(out))
+        evaluate_checkpoint(config, str(tmp_path / "unused"), str(out), synthetic_data)

@@ -15,8 +15,9 @@ from inception_jax.models.variables import flat_shapes, relayout
 from inception_jax.train import init_from, loop, setup, sharding, weights
 
 
-def _fresh_and_loaded(config):
-    exp = setup.build_experiment(config, sharding.create_mesh(jax.devices()[:1]))
+def _fresh_and_loaded(config, pipeline):
+    mesh = sharding.create_mesh(jax.devices()[:1])
+    exp = setup.build_experiment(config, mesh, info=pipeline.dataset_info(config.data))
     fresh = exp.init_state(jax.random.PRNGKey(config.seed))
     fresh_host = jax.device_get(fresh)
     return fresh_host, jax.device_get(init_from.init_from_config(fresh, config, exp.mesh))
@@ -48,7 +49,7 @@ def test_from_converted_weights_all_and_ema(converted_v4, synthetic_data):
     path, saved = converted_v4
     config = _v4_config(path, scan_blocks=False)  # The file is scanned: relayout on the way in.
     config.optimizer.ema_decay = 0.9
-    fresh, state = _fresh_and_loaded(config)
+    fresh, state = _fresh_and_loaded(config, synthetic_data)
     want = relayout(saved, scan_blocks=False)
     _assert_tree_equal(state.params, want["params"])
     _assert_tree_equal(state.batch_stats, want["batch_stats"])
@@ -62,9 +63,9 @@ def test_backbone_keeps_the_fresh_classifier(converted_v4, synthetic_data):
     config = _v4_config(path, num_classes=7)
     with pytest.raises(init_from.InitFromMismatchError, match=r"'params/logits/bias' has shape "
                        r"\(10,\) there, \(7,\) here.*init_from_parts='backbone'"):  # fmt: skip
-        _fresh_and_loaded(config)
+        _fresh_and_loaded(config, synthetic_data)
     config.init_from_parts = "backbone"
-    fresh, state = _fresh_and_loaded(config)
+    fresh, state = _fresh_and_loaded(config, synthetic_data)
     _assert_tree_equal(state.params["logits"], fresh.params["logits"])
     backbone = {k: v for k, v in state.params.items() if k != "logits"}
     _assert_tree_equal(backbone, {k: v for k, v in saved["params"].items() if k != "logits"})
@@ -76,18 +77,18 @@ def test_mismatched_source_fails_clearly(converted_v4, tmp_path, synthetic_data)
     config = _v4_config(path)
     config.model.name = "inception_v3_release"
     with pytest.raises(init_from.InitFromMismatchError, match="does not fit the configured model"):
-        _fresh_and_loaded(config)
+        _fresh_and_loaded(config, synthetic_data)
     config.init_from = str(tmp_path)  # An empty directory: neither kind of source.
     with pytest.raises(FileNotFoundError, match="neither converted weights"):
-        _fresh_and_loaded(config)
+        _fresh_and_loaded(config, synthetic_data)
     config.init_from, config.init_from_parts = str(path), "head"
     with pytest.raises(ValueError, match=r"init_from_parts='head'; choose one of \['all'"):
-        _fresh_and_loaded(config)
+        _fresh_and_loaded(config, synthetic_data)
 
 
 def test_run_starts_from_another_runs_checkpoint(tmp_path, synthetic_data):
     source = tmp_path / "source"
-    loop.train_and_evaluate(load_config(), str(source))
+    loop.train_and_evaluate(load_config(), str(source), pipeline=synthetic_data)
     _, step_dir = weights.checkpoint_step_dir(source)
     saved = weights.read_checkpoint_state(step_dir)
 
@@ -97,7 +98,7 @@ def test_run_starts_from_another_runs_checkpoint(tmp_path, synthetic_data):
     config.optimizer.learning_rate = 1e-20  # The loaded weights stay as they are (to 1e-12).
     config.train.num_steps = 1
     run = tmp_path / "run"
-    loop.train_and_evaluate(config, str(run))
+    loop.train_and_evaluate(config, str(run), pipeline=synthetic_data)
     _, run_step = weights.checkpoint_step_dir(run)
     trained = weights.read_checkpoint_state(run_step)
     for a, b in zip(*(jax.tree.leaves(t["params"]) for t in (trained, saved)), strict=True):
@@ -105,7 +106,7 @@ def test_run_starts_from_another_runs_checkpoint(tmp_path, synthetic_data):
     assert int(trained["step"]) == 1  # The step counts from zero: only weights came along.
 
     config.init_from, config.init_from_parts = str(source), "backbone"  # A workdir: newest step.
-    fresh, state = _fresh_and_loaded(config)
+    fresh, state = _fresh_and_loaded(config, synthetic_data)
     _assert_tree_equal(state.params["logits"], fresh.params["logits"])
     _assert_tree_equal(state.params["logits"], saved["params"]["logits"], equal=False)
     body = {k: v for k, v in state.params.items() if k != "logits"}

@@ -42,11 +42,16 @@ def test_notebooks_are_stored_without_outputs(name):
 def tiny_sweeps(tmp_path_factory):
     from conftest import SyntheticPipeline
 
-    from inception_jax.train import setup
+    from inception_jax import experiment
 
     root = tmp_path_factory.mktemp("sweeps")
     mp = pytest.MonkeyPatch()
-    mp.setattr(setup, "data_module", lambda: SyntheticPipeline())
+    # The sweep runner trains through `experiment.train_and_evaluate`: on synthetic data here.
+    real = experiment.train_and_evaluate
+    pipeline = SyntheticPipeline()
+    mp.setattr(
+        experiment, "train_and_evaluate", lambda c, w, **kw: real(c, w, pipeline=pipeline, **kw)
+    )
     try:
         for name in ("death_map", "convergence"):
             sweep.run_sweep(name, str(root / name), "tiny", parallel="sequential")

@@ -37,15 +37,15 @@ def tiny_config(**changes):
     return config
 
 
-def _train(config, steps: int = 3, params=None, batch_stats=None):
-    """`steps` real train steps; `params`/`batch_stats` (unrolled layout) replace the init."""
+def _train(pipeline, config, steps: int = 3, params=None, batch_stats=None):
+    """`steps` real train steps on `pipeline`'s data; `params`/`batch_stats` (unrolled layout)
+    replace the init."""
     mesh = sharding.create_mesh(jax.devices()[:1])
-    exp = setup.build_experiment(config, mesh)
+    exp = setup.build_experiment(config, mesh, info=pipeline.dataset_info(config.data))
     state = exp.init_state(jax.random.PRNGKey(config.seed))
     if params is not None:
         state = state.replace(params=params, batch_stats=batch_stats, opt_state=exp.tx.init(params))
     train_step = step_lib.make_train_step(exp.model, exp.tx, exp.schedule, config, mesh)
-    pipeline = setup.data_module()
     batches = pipeline.create_train_iterator(config.data, config.train.batch_size, seed=0)
     losses = []
     for _ in range(steps):
@@ -98,14 +98,20 @@ def test_scanned_and_unrolled_train_identically(synthetic_data, optimizer, clip)
     # nn.scan draws its initial values differently: both runs start from the same values, all
     # shifted by 0.1 so that the decay also acts on the (zero-initialised) biases and BN
     # offsets: decaying them in one layout only would move them by ~1e-4 per step.
-    exp = setup.build_experiment(tiny_config(**changes), sharding.create_mesh(jax.devices()[:1]))
+    config = tiny_config(**changes)
+    mesh = sharding.create_mesh(jax.devices()[:1])
+    exp = setup.build_experiment(config, mesh, info=synthetic_data.dataset_info(config.data))
     init = jax.device_get(exp.init_state(jax.random.PRNGKey(0)))
     params = jax.tree.map(lambda p: p + np.float32(0.1), init.params)
     start, start_stats = unstack_blocks(params), unstack_blocks(init.batch_stats)
     scanned_cfg = tiny_config(**changes, **{"model.scan_blocks": True})
-    _, scanned, loss_s = _train(scanned_cfg, params=params, batch_stats=init.batch_stats)
+    _, scanned, loss_s = _train(
+        synthetic_data, scanned_cfg, params=params, batch_stats=init.batch_stats
+    )
     unrolled_cfg = tiny_config(**changes, **{"model.scan_blocks": False})
-    _, unrolled, loss_u = _train(unrolled_cfg, params=start, batch_stats=start_stats)
+    _, unrolled, loss_u = _train(
+        synthetic_data, unrolled_cfg, params=start, batch_stats=start_stats
+    )
     np.testing.assert_allclose(loss_s, loss_u, rtol=1e-5)
     relaid = unstack_blocks(jax.tree.map(np.asarray, scanned.params))
     jax.tree.map(
@@ -167,7 +173,7 @@ def test_tf_slim_initialisers_per_network(name, kind):
     np.testing.assert_allclose(k.var(), expected, rtol=0.05, err_msg=path)
 
 
-def test_initialiser_and_bias_decay_are_overridable(synthetic_data):
+def test_initialiser_and_bias_decay_are_overridable():
     config = tiny_config(**{"model.kernel_init": "he_truncated_normal"})
     model = setup.create_model_from_config(config.model, 10)
     assert model.kernel_init == "he_truncated_normal"
@@ -195,7 +201,7 @@ def test_runtime_residual_scale_equals_the_baked_one(dtype):
 
 def test_ema_averages_batch_stats_and_eval_uses_them(synthetic_data):
     config = tiny_config(**{"optimizer.ema_decay": 0.5})
-    exp, state, _ = _train(config, steps=2)
+    exp, state, _ = _train(synthetic_data, config, steps=2)
     assert jax.tree.leaves(state.ema_batch_stats)
     live = np.concatenate([np.ravel(x) for x in jax.tree.leaves(state.batch_stats)])
     ema = np.concatenate([np.ravel(x) for x in jax.tree.leaves(state.ema_batch_stats)])
@@ -208,18 +214,21 @@ def test_ema_averages_batch_stats_and_eval_uses_them(synthetic_data):
     poisoned = state.replace(ema_batch_stats=jax.tree.map(lambda v: v * 0 + 7.0, state.batch_stats))
     assert float(eval_step(poisoned, batch)["loss_sum"]) != float(with_ema)
     config.optimizer.ema_batch_stats = False  # Parameters only: live statistics in evaluation.
-    _, state_p, _ = _train(config, steps=2)
+    _, state_p, _ = _train(synthetic_data, config, steps=2)
     assert state_p.ema_batch_stats == {}
 
 
 def test_gradient_delay_equals_a_hand_written_stale_gradient_loop(synthetic_data):
     delay, steps = 2, 5
     config = tiny_config(**{"train.gradient_delay": delay, "optimizer.weight_decay": 0.0})
-    exp, state, _ = _train(config, steps)
+    exp, state, _ = _train(synthetic_data, config, steps)
 
     # The same run by hand: gradients at the current parameters, applied `delay` steps later.
     mesh = sharding.create_mesh(jax.devices()[:1])
-    ref = setup.build_experiment(tiny_config(**{"optimizer.weight_decay": 0.0}), mesh)
+    ref_config = tiny_config(**{"optimizer.weight_decay": 0.0})
+    ref = setup.build_experiment(
+        ref_config, mesh, info=synthetic_data.dataset_info(ref_config.data)
+    )
     s = jax.device_get(ref.init_state(jax.random.PRNGKey(config.seed)))
     params, stats, opt_state = s.params, s.batch_stats, s.opt_state
     batches = synthetic_data.create_train_iterator(config.data, 4, seed=0)
@@ -252,9 +261,9 @@ def test_gradient_delay_equals_a_hand_written_stale_gradient_loop(synthetic_data
 
 
 def test_gradient_delay_zero_is_the_synchronous_step(synthetic_data):
-    _, sync, loss0 = _train(tiny_config(), steps=2)
+    _, sync, loss0 = _train(synthetic_data, tiny_config(), steps=2)
     assert sync.delayed_grads == {}
-    _, delayed, loss2 = _train(tiny_config(**{"train.gradient_delay": 1}), steps=2)
+    _, delayed, loss2 = _train(synthetic_data, tiny_config(**{"train.gradient_delay": 1}), steps=2)
     assert loss0[0] == loss2[0]  # Same start, then the delayed run has applied nothing yet.
     assert loss0[1] != loss2[1]
 

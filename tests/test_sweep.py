@@ -94,7 +94,10 @@ def test_runner_skips_finished_and_resumes_interrupted(
     Path(finished.workdir, "summary.json").write_text(json.dumps({"status": "completed"}))
     # The second run is preempted at step 2 (SIGTERM: checkpoint, status 'preempted').
     summary = loop.train_and_evaluate(
-        sweep.build_config(interrupted, "tiny"), interrupted.workdir, step_hooks=[_sigterm_at(2)]
+        sweep.build_config(interrupted, "tiny"),
+        interrupted.workdir,
+        step_hooks=[_sigterm_at(2)],
+        pipeline=synthetic_data,
     )
     assert summary["status"] == "preempted" and summary["step"] == 2
     assert not sweep.is_finished(interrupted.workdir)
@@ -102,7 +105,9 @@ def test_runner_skips_finished_and_resumes_interrupted(
     calls = []
     real = experiment.train_and_evaluate
     monkeypatch.setattr(
-        experiment, "train_and_evaluate", lambda c, w: calls.append(w) or real(c, w)
+        experiment,
+        "train_and_evaluate",
+        lambda c, w: calls.append(w) or real(c, w, pipeline=synthetic_data),
     )
     capsys.readouterr()
     sweep.run_sweep("tiny_test", str(root), "tiny", parallel="sequential")

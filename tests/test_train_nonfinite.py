@@ -23,7 +23,7 @@ def diverging_config(policy: str):
 def test_stop_names_step_and_keeps_good_checkpoint(tmp_path, synthetic_data):
     config = diverging_config("stop")
     with pytest.raises(loop.NonFiniteError, match=r"Non-finite (params|loss|grads) at step \d"):
-        loop.train_and_evaluate(config, str(tmp_path))
+        loop.train_and_evaluate(config, str(tmp_path), pipeline=synthetic_data)
     ckpt = checkpoint_lib.Checkpointer(str(tmp_path), keep=3)
     latest = ckpt.latest_step()
     assert latest is None or latest < 4  # Nothing non-finite was recorded as the latest.
@@ -36,7 +36,7 @@ def test_stop_names_step_and_keeps_good_checkpoint(tmp_path, synthetic_data):
 
 def test_skip_counts_and_continues(tmp_path, synthetic_data):
     config = diverging_config("skip")
-    summary = loop.train_and_evaluate(config, str(tmp_path))
+    summary = loop.train_and_evaluate(config, str(tmp_path), pipeline=synthetic_data)
     assert summary["status"] == "completed" and summary["skipped_steps"] >= 1
     rows = metrics.read_metrics(str(tmp_path), split="train")
     assert rows[-1]["skipped_steps"] == summary["skipped_steps"]

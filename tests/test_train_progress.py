@@ -70,7 +70,7 @@ def test_startup_message_and_summary_rate(tmp_path, synthetic_data, capsys):
     config.train.num_steps = 3
     config.train.checkpoint_every_steps = 0
     config.train.progress_bar = True
-    summary = loop.train_and_evaluate(config, str(tmp_path))
+    summary = loop.train_and_evaluate(config, str(tmp_path), pipeline=synthetic_data)
     out = capsys.readouterr().out
     assert "Starting at step 0 of 3" in out
     assert "model inception_resnet_v2_paper: " in out and " parameters, 10 classes, 75 px" in out

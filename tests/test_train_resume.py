@@ -27,7 +27,7 @@ def test_preempt_crash_resume_matches_uninterrupted(tmp_path, synthetic_data, de
     # With stale gradients the resumed run needs the checkpointed queue to match.
     config.train.gradient_delay = delay
     assert config.train.checkpoint_every_steps == 2 and config.train.num_steps == 4
-    full = loop.train_and_evaluate(config, str(tmp_path / "full"))
+    full = loop.train_and_evaluate(config, str(tmp_path / "full"), pipeline=synthetic_data)
     assert full["status"] == "completed"
 
     workdir = str(tmp_path / "interrupted")
@@ -36,7 +36,9 @@ def test_preempt_crash_resume_matches_uninterrupted(tmp_path, synthetic_data, de
         if step == 1:
             os.kill(os.getpid(), signal.SIGTERM)
 
-    first = loop.train_and_evaluate(config, workdir, step_hooks=[sigterm_at_1])
+    first = loop.train_and_evaluate(
+        config, workdir, step_hooks=[sigterm_at_1], pipeline=synthetic_data
+    )
     assert first == first | {"status": "preempted", "step": 1}
 
     def crash_at_3(step, _):
@@ -44,8 +46,8 @@ def test_preempt_crash_resume_matches_uninterrupted(tmp_path, synthetic_data, de
             raise Crash("killed")
 
     with pytest.raises(Crash):  # Resumes at 1, checkpoints 2, dies at 3.
-        loop.train_and_evaluate(config, workdir, step_hooks=[crash_at_3])
-    last = loop.train_and_evaluate(config, workdir)  # Resumes at 2.
+        loop.train_and_evaluate(config, workdir, step_hooks=[crash_at_3], pipeline=synthetic_data)
+    last = loop.train_and_evaluate(config, workdir, pipeline=synthetic_data)  # Resumes at 2.
     assert last["status"] == "completed" and last["step"] == 4
 
     assert _comparable(workdir) == _comparable(str(tmp_path / "full"))

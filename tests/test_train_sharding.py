@@ -10,9 +10,9 @@ from inception_jax.train import setup, sharding
 from inception_jax.train import step as step_lib
 
 
-def _train(config, devices, batches):
+def _train(config, devices, batches, info):
     mesh = sharding.create_mesh(devices)
-    exp = setup.build_experiment(config, mesh)
+    exp = setup.build_experiment(config, mesh, info=info)
     state = exp.init_state(jax.random.PRNGKey(config.seed))
     train_step = step_lib.make_train_step(exp.model, exp.tx, exp.schedule, config, mesh)
     losses = []
@@ -32,8 +32,9 @@ def test_one_vs_eight_devices(synthetic_data):
     it = synthetic_data.create_train_iterator(config.data, config.train.batch_size, seed=0)
     batches = [next(it) for _ in range(3)]
 
-    losses1, params1, stats1 = _train(config, jax.devices()[:1], batches)
-    losses8, params8, stats8 = _train(config, jax.devices(), batches)
+    info = synthetic_data.dataset_info(config.data)
+    losses1, params1, stats1 = _train(config, jax.devices()[:1], batches, info)
+    losses8, params8, stats8 = _train(config, jax.devices(), batches, info)
 
     np.testing.assert_allclose(losses1, losses8, rtol=2e-5)
     assert losses1[0] != losses1[2]  # The parameters moved.

@@ -193,14 +193,15 @@ def test_user_error_exits_2_and_creates_nothing(extra, expected, tmp_path, data_
 
 HELP = [
     [sys.executable, "-m", "inception_jax.main", "--help"],
-    [sys.executable, "-m", "inception_jax.benchmark", "--help"],
+    [sys.executable, "-m", "inception_jax.bench", "--help"],
+    [sys.executable, "-m", "inception_jax.bench", "step", "--help"],
     [sys.executable, "-m", "inception_jax.interop.cli", "--help"],
     [sys.executable, "-m", "inception_jax.bench.input", "--help"],
     [sys.executable, "-m", "experiments.sweep", "--help"],
 ]
 
 
-@pytest.mark.parametrize("command", HELP, ids=[c[2] for c in HELP])
+@pytest.mark.parametrize("command", HELP, ids=[" ".join(c[2:-1]) for c in HELP])
 def test_help_exits_0(command):
     rc, out, err, _ = cli(command)
     assert rc == 0, err[-3000:]

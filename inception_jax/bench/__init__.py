@@ -1,8 +1,10 @@
-"""Train/eval-step benchmark of the JAX models, with timm measured side by side.
+"""Benchmarks, one command: ``python -m inception_jax.bench {step,timm,input} [flags]``.
 
-The command line is ``python -m inception_jax.benchmark``; this package holds its parts:
-``common`` (options, timing, device facts), ``jax_bench`` (the project's jitted steps),
-``torch_bench`` (timm eager and ``torch.compile``) and ``report`` (JSON and Markdown).
-Everything here imports only jax, flax, optax and numpy (torch lazily), so it runs on the GPU
-machine without ml_collections, tensorflow-datasets or grain.
+``__main__`` dispatches the kinds; ``step`` is the train/eval-step benchmark of the JAX models
+(its command line, the run and JSON/Markdown output), and its parts: ``common`` (options, timing,
+device facts), ``jax_bench`` (the project's jitted steps), ``torch_bench`` (timm eager and
+``torch.compile``, kind ``timm``) and ``report`` (the Markdown table); ``input`` is the
+input-pipeline benchmark. The step benchmark builds the real training config
+(`train/config_base.py`), so it needs what training needs, but not torch (imported for kind
+``timm`` only); `experiments/gpu_wheels.sh` fetches what the GPU image lacks.
 """

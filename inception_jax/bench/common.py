@@ -35,7 +35,8 @@ TIMM_NAMES = types.MappingProxyType(
 
 @dataclasses.dataclass
 class BenchOptions:
-    """What to measure. Field names match the command-line flags of `inception_jax.benchmark`."""
+    """What to measure. Field names match the command-line flags of `python -m
+    inception_jax.bench step`."""
 
     models: tuple[str, ...] = ("inception_resnet_v2_release",)
     batch: int = 256

@@ -209,7 +209,7 @@ def _utilisation(flops: float | None, step_s: float, peak: float | None) -> dict
 
 
 def bench_model(name: str, opts: BenchOptions, mesh: Any) -> dict[str, Any]:
-    """Measures `name`'s train and eval steps; see `inception_jax.benchmark` for the fields."""
+    """Measures `name`'s train and eval steps; see `inception_jax.bench.step` for the fields."""
     device = mesh.devices.flat[0]
     peak = peak_tflops(device.device_kind, opts.peak_tflops)
     batch_size, size = opts.batch, opts.image_size

@@ -53,23 +53,24 @@ class Inception(nn.Module):
     training path pays nothing for it.
     """
 
+    # No defaults here: `create_model` sets every field, from the registry's knob table.
     model_name: str
     stages: tuple[Stage, ...]
     min_size: int
-    num_classes: int = 1000
-    dropout_rate: float = 0.2
-    residual: bool = True
-    plain_block: str = "conv_bn"
-    aux_head: AuxHeadSpec | None = None
-    scan_blocks: bool = True
-    remat: bool = False
-    bn_momentum: float = 0.9997
-    use_scale: bool = False
-    pool_include_pad: bool = False
-    kernel_init: str = "he_truncated_normal"
-    head_init: str = "glorot_uniform"
-    dtype: Any = jnp.float32
-    param_dtype: Any = jnp.float32
+    num_classes: int
+    dropout_rate: float
+    residual: bool
+    plain_block: str
+    aux_head: AuxHeadSpec | None
+    scan_blocks: bool
+    remat: bool
+    bn_momentum: float
+    use_scale: bool
+    pool_include_pad: bool
+    kernel_init: str
+    head_init: str
+    dtype: Any
+    param_dtype: Any
 
     @property
     def min_input_size(self) -> int:

@@ -106,30 +106,44 @@ _REGISTRY: dict[str, ModelDef] = {
     ),
 }
 
+# The knobs of `create_model` and their defaults, stated here only: a network's `ModelDef.defaults`
+# override some (its TF-slim conventions), and the training config's `model` section
+# (`train/config_base.py`) is built from this table through `knob_defaults`.
 _KNOBS = dict(
     num_classes=1000,
-    width=1.0,
+    width=1.0,  # Multiplier on every filter count (1.0: the paper's).
+    # Repeats per A/B/C stage (one int or three); None: the paper's.
     blocks=None,
+    # One float or three (A/B/C); None: the network's (Inception-ResNet-v2: 0.17/0.10/0.20 per
+    # stage, TF-slim's inception_resnet_v2.py; paper Sec. 3.3: 0.1-0.3).
     residual_scale=None,
     residual=True,
+    # residual=False: "conv_bn" (ReLU(BN(U(.))), the fair plain twin) | "scaled_projection".
     plain_block="conv_bn",
-    dropout_rate=0.2,
-    dtype="float32",
-    param_dtype="float32",
-    scan_blocks=True,
-    remat=False,
-    bn_momentum=0.9997,
-    use_scale=False,
-    pool_include_pad=False,
-    aux_logits=False,
+    # Convolution and logits-layer initialisers: "he_truncated_normal" | "glorot_uniform" |
+    # "lecun_normal"; every network sets its TF-slim arg scope's (see `_SLIM_*`).
     kernel_init="he_truncated_normal",
     head_init="glorot_uniform",
+    dropout_rate=0.2,
+    dtype="float32",  # "bfloat16": bf16 compute with float32 parameters.
+    param_dtype="float32",
+    scan_blocks=True,  # nn.scan over repeated blocks: one compiled block per stage.
+    remat=False,
+    bn_momentum=0.9997,  # TF-slim Inception batch-norm decay.
+    aux_logits=False,  # Inception-v3's auxiliary head (its loss weight: optimizer config).
+    use_scale=False,
+    pool_include_pad=False,
 )
 # Without shortcuts (residual=False): see InceptionBlock.plain_block.
 PLAIN_BLOCKS = ("conv_bn", "scaled_projection")
 # Training-recipe defaults that belong to a network (TF-slim arg scopes); see `recipe_defaults`.
 _RECIPE = dict(decay_biases=False)
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
+
+
+def knob_defaults() -> dict[str, Any]:
+    """Every knob of :func:`create_model` with its default before a network's own (a copy)."""
+    return dict(_KNOBS)
 
 
 def list_models() -> list[str]:

@@ -3,8 +3,8 @@
 Each experiment file calls `get_base_config()` and overrides what differs. Field meanings:
 
 - `seed`: seeds parameter init, dropout and the data order.
-- `model`: keyword arguments of `inception_jax.models.create_model` (`num_classes=None` is filled
-  from the dataset).
+- `model`: keyword arguments of `inception_jax.models.create_model`, with the model registry's
+  defaults (`model_config`; None fields are the network's own, `num_classes=None` the dataset's).
 - `data`: `inception_jax.data.pipeline.default_data_config()`.
 - `train`: global batch size, length, logging/eval/checkpoint intervals, non-finite policy.
 - `optimizer`: the paper's RMSProp recipe (Szegedy et al. 2017, Sec. 5) and its schedule.
@@ -24,6 +24,39 @@ def default_data_config() -> ml_collections.ConfigDict:
     return pipeline.default_data_config()
 
 
+# `config.model` fields left None, meaning "the network's own" (or, for `num_classes`, the
+# dataset's), with the type a command-line override must have.
+_MODEL_NONE = {
+    "num_classes": int,
+    "blocks": object,
+    "residual_scale": object,
+    "residual": bool,
+    "kernel_init": str,
+    "head_init": str,
+}
+# Knobs each network fixes for its own checkpoints (BN gamma, pooling over padding): no field.
+_MODEL_FIXED = ("use_scale", "pool_include_pad")
+
+
+def model_config(name: str) -> ml_collections.ConfigDict:
+    """`config.model`: the keyword arguments of `inception_jax.models.create_model`.
+
+    The defaults are the model registry's (`inception_jax.models.registry.knob_defaults`, which
+    also says what each knob means), read from there so each is stated once; the fields of
+    `_MODEL_NONE` are None (the network or dataset decides) and those of `_MODEL_FIXED` absent.
+    """
+    from inception_jax.models.registry import knob_defaults
+
+    model = ml_collections.ConfigDict()
+    model.name = name
+    for knob, default in knob_defaults().items():
+        if knob in _MODEL_NONE:
+            model[knob] = placeholder(_MODEL_NONE[knob])
+        elif knob not in _MODEL_FIXED:
+            model[knob] = default
+    return model
+
+
 def get_base_config() -> ml_collections.ConfigDict:
     """Returns the base config: the paper's recipe on the embedded `shapes10` dataset.
 
@@ -33,32 +66,9 @@ def get_base_config() -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
     config.seed = 0
 
-    config.model = ml_collections.ConfigDict()
-    config.model.name = "inception_resnet_v2_paper"
-    config.model.num_classes = placeholder(int)
-    config.model.width = 1.0
-    # None fields take the model's own default. `blocks` and `residual_scale` take one value or
-    # one per A/B/C stage: `--config.model.blocks=2`,
-    # `--config.model.residual_scale='(0.17,0.1,0.2)'`.
-    # Residual scale default: 0.17/0.10/0.20 per stage (TF-slim's inception_resnet_v2.py; paper
-    # Sec. 3.3: 0.1-0.3).
-    config.model.blocks = placeholder(object)
-    config.model.residual_scale = placeholder(object)
-    config.model.residual = placeholder(bool)
-    # residual=False: "conv_bn" (ReLU(BN(U(.))), the fair plain twin) | "scaled_projection".
-    config.model.plain_block = "conv_bn"
-    # Convolution initialiser: None = the network's TF-slim default (He truncated normal for
-    # Inception-v3/v4, Glorot uniform for the Inception-ResNets); "he_truncated_normal" |
-    # "glorot_uniform" | "lecun_normal".
-    config.model.kernel_init = placeholder(str)
-    config.model.head_init = placeholder(str)  # The logits layer's; None: the network's default.
-    config.model.dropout_rate = 0.2
-    config.model.dtype = "float32"  # "bfloat16": bf16 compute with float32 parameters.
-    config.model.param_dtype = "float32"
-    config.model.scan_blocks = True  # nn.scan over repeated blocks: one compiled block per stage.
-    config.model.remat = False
-    config.model.bn_momentum = 0.9997  # TF-slim Inception batch-norm decay.
-    config.model.aux_logits = False  # Inception-v3's auxiliary head (its loss weight: optimizer).
+    config.model = model_config("inception_resnet_v2_paper")
+    # `blocks` and `residual_scale` take one value or one per A/B/C stage:
+    # `--config.model.blocks=2`, `--config.model.residual_scale='(0.17,0.1,0.2)'`.
 
     config.data = default_data_config()
     # Typed placeholders, so `--config.data.data_dir=...` can override a None default.

@@ -12,6 +12,9 @@ Failure detection has three layers:
   collective waiting forever on a peer that died), the process prints why and exits with
   `EXIT_PEER_FAILED`.
 
+`initialize` returns the run's `Timeouts`; the caller passes them on to training
+(`train_and_evaluate(..., timeouts=...)`), which gives them to its `StepGuard`.
+
 `StepGuard` also lines the processes up before the first call of each jitted step: gloo gives a
 new collective 30 s for every process to arrive, and compilation times differ between processes
 (a cache hit in one, a miss in another), so each step is compiled ahead, then the processes meet
@@ -20,6 +23,7 @@ at a coordination-service barrier (which has no such limit), then it runs.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import os
 import sys
@@ -31,8 +35,19 @@ from typing import Any
 import jax
 
 EXIT_PEER_FAILED = 3
-_settings = {"stall_timeout_s": 900.0, "barrier_timeout_s": 900.0}
-_barrier_ids = itertools.count()
+
+
+@dataclasses.dataclass(frozen=True)
+class Timeouts:
+    """How long a multi-process run waits before it gives up on a peer.
+
+    Attributes:
+        stall_s: no step started for this long: exit (`StepGuard`'s watchdog).
+        barrier_s: the longest wait at a coordination-service barrier.
+    """
+
+    stall_s: float = 900.0
+    barrier_s: float = 900.0
 
 
 def initialize(
@@ -44,7 +59,7 @@ def initialize(
     heartbeat_timeout_s: int = 100,
     shutdown_timeout_s: int = 60,
     stall_timeout_s: float = 900.0,
-) -> None:
+) -> Timeouts:
     """Starts `jax.distributed` before any other jax call.
 
     CPU collectives use gloo (the default CPU client has no cross-process collectives), so a
@@ -60,9 +75,10 @@ def initialize(
         shutdown_timeout_s: how long the final barrier waits for the other processes.
         stall_timeout_s: exit when no step starts for this long (see `StepGuard`); it must
             exceed the slowest step, compilation and evaluation included.
+
+    Returns:
+        The `Timeouts` of the run, for `train_and_evaluate(..., timeouts=...)`.
     """
-    _settings["stall_timeout_s"] = float(stall_timeout_s)
-    _settings["barrier_timeout_s"] = float(max(stall_timeout_s, initialization_timeout_s))
     if jax.config.jax_cpu_collectives_implementation in (None, "", "none"):
         jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax.distributed.initialize(
@@ -73,6 +89,9 @@ def initialize(
         heartbeat_timeout_seconds=heartbeat_timeout_s,
         shutdown_timeout_seconds=shutdown_timeout_s,
     )
+    # A barrier also waits for the slowest process to finish joining.
+    barrier_s = max(stall_timeout_s, initialization_timeout_s)
+    return Timeouts(stall_s=float(stall_timeout_s), barrier_s=float(barrier_s))
 
 
 def peer_failure_message(error: BaseException) -> str:
@@ -96,29 +115,40 @@ def exit_peer_failed(error: BaseException) -> None:
     os._exit(EXIT_PEER_FAILED)
 
 
-def barrier(name: str, timeout_s: float | None = None) -> None:
+def barrier(barrier_id: str, timeout_s: float) -> None:
     """Waits until every process reaches this barrier (coordination service, not a collective).
 
-    Every process must call the barriers of a run in the same order.
+    Args:
+        barrier_id: the same in every process, and used once per process.
+        timeout_s: how long to wait for the others.
     """
     if jax.process_count() == 1:
         return
     from jax._src import distributed as jax_distributed
 
-    timeout_s = _settings["barrier_timeout_s"] if timeout_s is None else timeout_s
-    barrier_id = f"inception_jax/{name}/{next(_barrier_ids)}"
     jax_distributed.global_state.client.wait_at_barrier(barrier_id, int(timeout_s * 1000))
 
 
 class StepGuard:
     """Wraps the jitted steps of a multi-process run: aligned first calls and a stall watchdog.
 
-    Use `StepGuard.for_run()` (None in a single-process run), `wrap` the steps, and `stop()` at
-    the end of the run.
+    Use `StepGuard.for_run(timeouts, run_key)` (None in a single-process run), `wrap` the steps,
+    and `stop()` at the end of the run.
+
+    Args:
+        stall_timeout_s: exit when no step starts for this long.
+        barrier_timeout_s: the longest wait for the other processes before a first call.
+        run_key: names this run's barriers, the same in every process and new in each run of
+            a process (the coordination service keeps the barriers it has seen).
     """
 
-    def __init__(self, stall_timeout_s: float):
+    def __init__(
+        self, stall_timeout_s: float, barrier_timeout_s: float = 900.0, run_key: str = "run"
+    ):
         self.stall_timeout_s = float(stall_timeout_s)
+        self.barrier_timeout_s = float(barrier_timeout_s)
+        self._run_key = run_key
+        self._barrier_ids = itertools.count()
         self._last = time.monotonic()
         self._paused = False
         self._stop = threading.Event()
@@ -126,11 +156,13 @@ class StepGuard:
         self._thread.start()
 
     @classmethod
-    def for_run(cls) -> StepGuard | None:
-        """A guard with the `initialize` settings when several processes run, else None."""
+    def for_run(cls, timeouts: Timeouts | None, run_key: str) -> StepGuard | None:
+        """A guard with `timeouts` (those `initialize` returned; None: the defaults) when several
+        processes run, else None."""
         if jax.process_count() == 1:
             return None
-        return cls(_settings["stall_timeout_s"])
+        timeouts = timeouts or Timeouts()
+        return cls(timeouts.stall_s, timeouts.barrier_s, run_key)
 
     def wrap(self, *steps: Callable[..., Any] | None) -> tuple[Callable[..., Any] | None, ...]:
         """Returns each jitted step (None passes through) guarded."""
@@ -148,7 +180,8 @@ class StepGuard:
                 self._paused = True
                 try:
                     compiled["fn"] = step.lower(*args).compile()
-                    barrier(f"first_call_{name}")
+                    barrier_id = f"inception_jax/{self._run_key}/first_call_{name}"
+                    barrier(f"{barrier_id}/{next(self._barrier_ids)}", self.barrier_timeout_s)
                 finally:
                     self._paused = False
                     self.beat()

@@ -10,13 +10,21 @@ import jax
 import jax.numpy as jnp
 
 from inception_jax.train import setup, sharding
+from inception_jax.train.input_pipeline import InputPipeline, default_pipeline
 
 
 def evaluate(
-    eval_step: Callable[..., dict[str, jax.Array]], state: Any, config: Any, mesh: Any
+    eval_step: Callable[..., dict[str, jax.Array]],
+    state: Any,
+    config: Any,
+    mesh: Any,
+    pipeline: InputPipeline,
 ) -> dict[str, float]:
-    """Runs `eval_step` over the eval split and returns `top1`, `top5`, `loss`, `num_examples`."""
-    pipeline = setup.data_module()
+    """Runs `eval_step` over `pipeline`'s eval split of `config.data`.
+
+    Returns:
+        `top1`, `top5`, `loss` and `num_examples` (padding rows left out).
+    """
     batch_size = config.train.eval_batch_size or config.train.batch_size
     it = pipeline.create_eval_iterator(
         config.data,
@@ -40,7 +48,12 @@ def evaluate(
     }
 
 
-def evaluate_checkpoint(config: Any, workdir: str, checkpoint: str | None = None) -> dict:
+def evaluate_checkpoint(
+    config: Any,
+    workdir: str,
+    checkpoint: str | None = None,
+    pipeline: InputPipeline | None = None,
+) -> dict:
     """Evaluates the latest checkpoint of `workdir` (or the step directory `checkpoint`).
 
     Args:
@@ -48,6 +61,8 @@ def evaluate_checkpoint(config: Any, workdir: str, checkpoint: str | None = None
         workdir: the run's workdir.
         checkpoint: optional path `<workdir>/checkpoints/<step>`, or a directory of converted
             released weights (`python -m inception_jax.interop.cli convert`).
+        pipeline: the input pipeline; default `inception_jax.data.pipeline` (reads
+            `config.data`).
 
     Returns:
         Eval metrics plus `step`.
@@ -58,9 +73,10 @@ def evaluate_checkpoint(config: Any, workdir: str, checkpoint: str | None = None
     from inception_jax.train import checkpoint as checkpoint_lib
     from inception_jax.train import step as step_lib
 
-    exp = setup.build_experiment(config)
+    pipeline = pipeline or default_pipeline()
+    exp = setup.build_experiment(config, info=pipeline.dataset_info(config.data))
     if checkpoint and os.path.exists(os.path.join(checkpoint, "model.json")):
-        return _evaluate_converted(config, checkpoint, exp.mesh)
+        return _evaluate_converted(config, checkpoint, exp.mesh, pipeline)
     step = None
     if checkpoint:
         checkpoint = os.path.abspath(checkpoint)
@@ -74,34 +90,30 @@ def evaluate_checkpoint(config: Any, workdir: str, checkpoint: str | None = None
     if state is None:
         raise FileNotFoundError(f"no checkpoint to evaluate in {ckpt.directory}")
     eval_step = step_lib.make_eval_step(exp.model, config, exp.mesh)
-    return {"step": step, **evaluate(eval_step, state, config, exp.mesh)}
+    return {"step": step, **evaluate(eval_step, state, config, exp.mesh, pipeline)}
 
 
-def _evaluate_converted(config: Any, path: str, mesh: Any) -> dict:
+def _evaluate_converted(config: Any, path: str, mesh: Any, pipeline: InputPipeline) -> dict:
     """Evaluates converted released weights (a directory with `model.json`) on the eval split."""
-    from inception_jax.models.network import runtime_residual_scale
     from inception_jax.train import step as step_lib
-    from inception_jax.train.state import TrainState
+    from inception_jax.train.state import state_from_variables
     from inception_jax.train.weights import load_converted
 
     model, variables = load_converted(
         path, model_name=config.model.name, scan_blocks=config.model.scan_blocks
     )
-    params = variables["params"]
-    state = TrainState(
-        step=jnp.zeros((), jnp.int32),
-        params=params,
-        batch_stats=variables["batch_stats"],
-        opt_state={},
-        ema_params=params if config.optimizer.ema_decay else {},
-        ema_batch_stats=variables["batch_stats"] if config.optimizer.ema_decay else {},
-        delayed_grads={},
-        hparams={"residual_scale": runtime_residual_scale(model)},
+    state = state_from_variables(
+        variables,
+        tx=None,  # Evaluation only: no optimizer state.
         rng=jax.random.PRNGKey(0),
-        skipped_steps=jnp.zeros((), jnp.int32),
-        nonfinite_step=jnp.full((), -1, jnp.int32),
-        nonfinite_what=jnp.full((), -1, jnp.int32),
+        use_ema=bool(config.optimizer.ema_decay),  # The eval step then reads the EMA copies.
+        ema_batch_stats=bool(config.optimizer.ema_batch_stats),
+        hparams=setup.study_hparams(model),
     )
     state = jax.device_put(state, sharding.replicated(mesh))
     eval_step = step_lib.make_eval_step(model, config, mesh)
-    return {"step": 0, "weights": os.path.abspath(path), **evaluate(eval_step, state, config, mesh)}
+    return {
+        "step": 0,
+        "weights": os.path.abspath(path),
+        **evaluate(eval_step, state, config, mesh, pipeline),
+    }

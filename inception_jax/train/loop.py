@@ -1,4 +1,6 @@
-"""The host training loop: `train_and_evaluate(config, workdir) -> summary`.
+"""The host training loop: `train_and_evaluate(config, workdir, pipeline=None) -> summary`.
+
+The data comes from `pipeline` (default `inception_jax.data.pipeline`, reading `config.data`).
 
 Resume order: the workdir's newest good checkpoint (state and data order), else a fresh init.
 Non-finite steps: the step flags them and records the first one in the state; the host checks at
@@ -30,6 +32,7 @@ from inception_jax.train import metrics_schema as schema
 from inception_jax.train import step as step_lib
 from inception_jax.train import workdir as workdir_lib
 from inception_jax.train.evaluate import evaluate
+from inception_jax.train.input_pipeline import InputPipeline, default_pipeline
 from inception_jax.train.state import NONFINITE_NAMES
 
 StepHook = Callable[[int, dict[str, float]], str | None]
@@ -78,6 +81,8 @@ def train_and_evaluate(
     step_hooks: Sequence[StepHook] = (),
     allow_config_change: bool = False,
     hook_factories: Sequence[HookFactory] = (),
+    pipeline: InputPipeline | None = None,
+    timeouts: distributed.Timeouts | None = None,
 ) -> dict[str, Any]:
     """Trains and evaluates as `config` says, recording everything in `workdir`.
 
@@ -94,6 +99,11 @@ def train_and_evaluate(
             the run's history, e.g. `inception_jax.analysis.death.DeathDetector.for_run`
             (`inception_jax.experiment.train_and_evaluate` plugs it in). A hook with a
             `summary(nonfinite_step, nonfinite_what)` method adds its fields to `summary.json`.
+        pipeline: where the training and eval batches come from; default the real input
+            pipeline, `inception_jax.data.pipeline`, which reads `config.data` (tests pass a
+            synthetic one).
+        timeouts: a multi-process run's `distributed.Timeouts` (those
+            `distributed.initialize` returned); default `distributed.Timeouts()`.
 
     Returns:
         The summary written to `summary.json`: `status` ('completed', 'preempted' or 'stopped'),
@@ -107,13 +117,15 @@ def train_and_evaluate(
         NonFiniteError: a non-finite step under `nonfinite_policy='stop'`.
     """
     config_check.validate_config(config, jax.device_count())
-    config_check.validate_with_dataset(config, setup.data_module().dataset_info(config.data))
-    exp = setup.build_experiment(config)
+    pipeline = pipeline or default_pipeline()
+    info = pipeline.dataset_info(config.data)
+    config_check.validate_with_dataset(config, info)
+    exp = setup.build_experiment(config, info=info)
     with workdir_lib.claim(config, workdir, allow_config_change, exp.total_steps) as claim:
         if claim.finished is not None:
             _report_finished(workdir, claim.finished)
             return claim.finished
-        return _train(config, workdir, exp, claim, step_hooks, hook_factories)
+        return _train(config, workdir, exp, claim, pipeline, timeouts, step_hooks, hook_factories)
 
 
 def _report_finished(workdir: str, summary: dict[str, Any]) -> None:
@@ -131,11 +143,12 @@ def _train(
     workdir: str,
     exp: setup.Experiment,
     claim: workdir_lib.Claim,
+    pipeline: InputPipeline,
+    timeouts: distributed.Timeouts | None,
     step_hooks: Sequence[StepHook],
     hook_factories: Sequence[HookFactory],
 ) -> dict[str, Any]:
     mesh, t = exp.mesh, config.train
-    pipeline = setup.data_module()
     ckpt = checkpoint_lib.Checkpointer(workdir, keep=t.keep_checkpoints)
     state, data_state, start = ckpt.restore(exp.abstract_state(config.seed), mesh)
     if state is None:
@@ -160,7 +173,9 @@ def _train(
             exp.model, exp.tx, exp.schedule, config, mesh, stats=True
         )
     eval_step = step_lib.make_eval_step(exp.model, config, mesh)
-    guard = distributed.StepGuard.for_run()  # Several processes: aligned compiles, watchdog.
+    # Several processes: aligned compiles, watchdog. The barriers are this run's: its workdir and
+    # start step (every process has the same).
+    guard = distributed.StepGuard.for_run(timeouts, f"{workdir}@{start}")
     if guard is not None:
         train_step, stats_step, eval_step = guard.wrap(train_step, stats_step, eval_step)
     writer = metrics_lib.MetricWriter(
@@ -170,7 +185,7 @@ def _train(
 
     made = (make(config, workdir) for make in hook_factories)
     step_hooks = (*step_hooks, *(hook for hook in made if hook is not None))
-    run = _Run(config, exp, state, start, train_iter, writer, step_hooks)
+    run = _Run(config, exp, state, start, train_iter, writer, step_hooks, pipeline)
     summary: dict[str, Any] = {}
     try:
         with _sigterm_flag() as sigterm:
@@ -186,7 +201,7 @@ def _train(
                 )
             else:
                 if run.last_eval_step != run.step:
-                    final_eval = evaluate(eval_step, run.state, config, mesh)
+                    final_eval = evaluate(eval_step, run.state, config, mesh, pipeline)
                     summary.update(final_eval)
                     writer.write(run.step, final_eval, split=schema.EVAL)
                 else:
@@ -230,9 +245,10 @@ def _train(
 class _Run:
     """Mutable bookkeeping of one training loop."""
 
-    def __init__(self, config, exp, state, start, train_iter, writer, step_hooks):
+    def __init__(self, config, exp, state, start, train_iter, writer, step_hooks, pipeline):
         self.config, self.exp, self.state, self.step = config, exp, state, start
         self.train_iter, self.writer, self.step_hooks = train_iter, writer, step_hooks
+        self.pipeline = pipeline
         self.status, self.reason = "completed", None
         self.train_time, self.images, self.last_skipped = 0.0, 0, 0
         self.last_eval_step, self.last_eval = None, {}
@@ -271,7 +287,7 @@ class _Run:
             if ckpt_now:
                 ckpt.save(step, self.state, self.train_iter.get_state())
             if t.eval_every_steps and step % t.eval_every_steps == 0:
-                self.last_eval = evaluate(eval_step, self.state, self.config, mesh)
+                self.last_eval = evaluate(eval_step, self.state, self.config, mesh, self.pipeline)
                 self.last_eval_step = step
                 self.writer.write(step, self.last_eval, split=schema.EVAL)
                 interval_start = time.perf_counter()
@@ -285,6 +301,7 @@ class _Run:
                 return
 
     def _check_nonfinite(self) -> None:
+        """Logs newly skipped updates; raises `NonFiniteError` under policy 'stop'."""
         skipped = int(self.state.skipped_steps)
         if skipped > self.last_skipped:
             self.writer.log(
@@ -292,20 +309,16 @@ class _Run:
                 f"({skipped} in total)"
             )
             self.last_skipped = skipped
-        _check_nonfinite(self.state, self.config, self.writer)
-
-
-def _check_nonfinite(state: Any, config: Any, writer: metrics_lib.MetricWriter) -> None:
-    bad_step = int(state.nonfinite_step)
-    if bad_step < 0:
-        return
-    what = NONFINITE_NAMES[int(state.nonfinite_what)]
-    if config.train.nonfinite_policy == "stop":
-        message = (
-            f"Non-finite {what} at step {bad_step} (nonfinite_policy='stop'); the last good "
-            "checkpoint is kept. Lower the learning rate or set "
-            "--config.train.nonfinite_policy=skip."
-        )
-        writer.log(message)
-        raise NonFiniteError(message)
-    logging.warning("First non-finite %s at step %d (skipped).", what, bad_step)
+        bad_step = int(self.state.nonfinite_step)
+        if bad_step < 0:
+            return
+        what = NONFINITE_NAMES[int(self.state.nonfinite_what)]
+        if self.config.train.nonfinite_policy == "stop":
+            message = (
+                f"Non-finite {what} at step {bad_step} (nonfinite_policy='stop'); the last good "
+                "checkpoint is kept. Lower the learning rate or set "
+                "--config.train.nonfinite_policy=skip."
+            )
+            self.writer.log(message)
+            raise NonFiniteError(message)
+        logging.warning("First non-finite %s at step %d (skipped).", what, bad_step)

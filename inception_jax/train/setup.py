@@ -14,14 +14,8 @@ from jax.sharding import Mesh
 
 from inception_jax.train import optimizer as optimizer_lib
 from inception_jax.train import sharding
+from inception_jax.train.input_pipeline import DatasetSizes, default_pipeline
 from inception_jax.train.state import TrainState, create_train_state
-
-
-def data_module() -> Any:
-    """The input pipeline module (a function so tests can substitute a synthetic one)."""
-    from inception_jax.data import pipeline
-
-    return pipeline
 
 
 def create_model_from_config(model_cfg: Any, num_classes: int) -> Any:
@@ -73,20 +67,23 @@ class Experiment:
         return state.replace(hparams=hparams)
 
 
-def build_experiment(config: Any, mesh: Mesh | None = None, info: Any = None) -> Experiment:
+def build_experiment(
+    config: Any, mesh: Mesh | None = None, info: DatasetSizes | None = None
+) -> Experiment:
     """Builds mesh, model, optimizer and the jitted state initialiser from `config`.
 
     Args:
         config: the (validated) experiment config.
         mesh: the device mesh; default all devices.
-        info: the dataset's `num_classes`, `num_train`, `num_eval` (a `DatasetInfo`); default:
-            read from the input pipeline (the step benchmark states them instead).
+        info: the dataset's `num_classes`, `num_train`, `num_eval` (`pipeline.dataset_info`
+            of the run's input pipeline); default: read from the real one,
+            `inception_jax.data.pipeline` (the step benchmark states them instead).
 
     Returns:
         An `Experiment`.
     """
     mesh = mesh or sharding.create_mesh()
-    info = info or data_module().dataset_info(config.data)
+    info = info or default_pipeline().dataset_info(config.data)
     num_classes = config.model.num_classes or info.num_classes
     # A cap larger than the split is not the split's size.
     num_train = min(config.data.num_train_examples or info.num_train, info.num_train)

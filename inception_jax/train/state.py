@@ -78,6 +78,31 @@ def create_train_state(
     variables = model.init(
         {"params": params_rng, "dropout": dropout_rng}, jnp.zeros(input_shape), train=False
     )
+    return state_from_variables(
+        variables, tx, init_rng, use_ema, ema_batch_stats, gradient_delay, hparams
+    )
+
+
+def state_from_variables(
+    variables: dict[str, Any],
+    tx: optax.GradientTransformation | None,
+    rng: jax.Array,
+    use_ema: bool,
+    ema_batch_stats: bool = False,
+    gradient_delay: int = 0,
+    hparams: Any = None,
+) -> TrainState:
+    """A step-0 `TrainState` holding `variables` (fresh ones, or loaded weights to evaluate).
+
+    Args:
+        variables: `{"params", "batch_stats"}` of the model (`batch_stats` may be absent).
+        tx: the optimizer whose state to start; None: no optimizer state (evaluation only).
+        rng: the state's base PRNG key.
+        use_ema, ema_batch_stats, gradient_delay, hparams: as in `create_train_state`.
+
+    Returns:
+        The `TrainState` at step 0, nothing skipped and nothing non-finite yet.
+    """
     params = variables["params"]
     batch_stats = variables.get("batch_stats", {})
     queue = {}
@@ -87,12 +112,12 @@ def create_train_state(
         step=jnp.zeros((), jnp.int32),
         params=params,
         batch_stats=batch_stats,
-        opt_state=tx.init(params),
+        opt_state=tx.init(params) if tx is not None else {},
         ema_params=jax.tree.map(jnp.copy, params) if use_ema else {},
         ema_batch_stats=jax.tree.map(jnp.copy, batch_stats) if use_ema and ema_batch_stats else {},
         delayed_grads=queue,
         hparams=dict(hparams or {}),
-        rng=init_rng,
+        rng=rng,
         skipped_steps=jnp.zeros((), jnp.int32),
         nonfinite_step=jnp.full((), -1, jnp.int32),
         nonfinite_what=jnp.zeros((), jnp.int32),

@@ -6,20 +6,21 @@ of ``--repeats`` x ``--steps`` steps after ``--warmup``, synchronised with
 ``block_until_ready``), compile time (``lower`` and ``compile`` separately), peak device memory,
 XLA's buffer plan, model FLOP utilisation from XLA's cost analysis, and optionally the largest
 batch that fits. ``--timm`` measures timm's released models (eager channels_last + autocast, and
-``torch.compile``) in the same process on the same device. Writes JSON and a Markdown table::
+``torch.compile``) in the same process on the same device (kind ``timm``: this with ``--timm``).
+Writes JSON and a Markdown table::
 
-    python -m inception_jax.benchmark \\
+    python -m inception_jax.bench timm \\
         --models=inception_resnet_v2_release,inception_v4_release,inception_v3_release,\\
-inception_resnet_v2_paper --batch=256 --image_size=299 --dtype=bfloat16 --timm \\
+inception_resnet_v2_paper --batch=256 --image_size=299 --dtype=bfloat16 \\
         --json=out.json --markdown=out.md
 
 Tiny CPU check (well under a minute)::
 
-    python -m inception_jax.benchmark --models=inception_resnet_v2_paper --width=0.125 \\
+    python -m inception_jax.bench step --models=inception_resnet_v2_paper --width=0.125 \\
         --blocks=1 --image_size=75 --batch=8 --repeats=3 --json=/tmp/b.json
 
-Run as a program it sets ``XLA_PYTHON_CLIENT_PREALLOCATE=false`` (unless set), so JAX and
-PyTorch can share one GPU and ``peak_bytes_in_use`` is what the steps used.
+Run through ``python -m inception_jax.bench`` it sets ``XLA_PYTHON_CLIENT_PREALLOCATE=false``
+(unless set), so JAX and PyTorch can share one GPU and ``peak_bytes_in_use`` is what the steps used.
 """
 
 from __future__ import annotations
@@ -256,8 +257,3 @@ def cli(argv: Sequence[str]) -> None:
     except (flags.Error, ValueError) as e:
         print(f"error: {str(e).splitlines()[0]} (see --help)", file=sys.stderr, flush=True)
         sys.exit(2)
-
-
-if __name__ == "__main__":
-    os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
-    cli(sys.argv)
