@@ -83,8 +83,14 @@ def _parse_flags(argv: list[str]) -> list[str]:
     path = _config_path(argv)
     if path is not None and not os.path.isfile(path):
         _fail(f"--config={path}: no such file; pass a config file such as configs/quickstart.py")
+    # ml_collections parses `--config.x=None` as the field's type; an optional field takes None.
+    nones = [a for a in argv[1:] if a.startswith("--config.") and a.endswith("=None")]
+    argv = [a for a in argv if a not in nones]
     try:
-        return FLAGS(argv)
+        rest = FLAGS(argv)
+        for arg in nones:
+            _set_none(FLAGS.config, arg[len("--config.") : -len("=None")])
+        return rest
     except flags.Error as e:
         lines = [line.strip() for line in str(e).splitlines() if line.strip()]
         detail = lines[0] if len(lines) == 1 else f"{lines[0]} {lines[-1]}"
@@ -99,6 +105,21 @@ def _parse_flags(argv: list[str]) -> list[str]:
     except Exception as e:  # noqa: BLE001 - the config file's own code failed.
         _fail(f"--config={path} cannot be loaded: {type(e).__name__}: {e}")
     return []
+
+
+def _set_none(config, key: str) -> None:
+    *parents, leaf = key.split(".")
+    node = config
+    for p in parents:
+        node = node[p]
+    if leaf not in node:
+        raise AttributeError(f"{key!r}")
+    from inception_jax.train import config_check
+
+    field = config_check.FIELDS.get(key)
+    if field is not None and not field[0].optional:
+        _fail(f"--config.{key}=None: this field needs a value, {field[0]} (see --list_fields)")
+    node[leaf] = None
 
 
 def _print_help() -> None:

@@ -218,6 +218,18 @@ def test_print_config_and_list_fields():
     assert "model.bn_momentum = 0.9997\n    batch-norm moving-average decay; allowed:" in out
 
 
+def test_optional_field_set_to_none_from_the_command_line():
+    """`--config.x=None` empties an optional field (sweeps write it so); a required one exits 2."""
+    main = [sys.executable, "-m", "inception_jax.main", "--config=experiments/base_config.py"]
+    rc, out, err, _ = cli([*main, "--config.data.num_eval_examples=None", "--print_config"])
+    assert rc == 0, err[-3000:]
+    assert json.loads(out)["data"]["num_eval_examples"] is None
+    rc, out, err, _ = cli([*main, "--config.train.batch_size=None", "--print_config"])
+    assert rc == 2 and "batch_size=None: this field needs a value" in err, err[-3000:]
+    rc, out, err, _ = cli([*main, "--config.data.no_such_field=None", "--print_config"])
+    assert rc == 2 and "unknown config field" in err, err[-3000:]
+
+
 def test_sweep_failed_start_leaves_no_directory(tmp_path, monkeypatch, capsys):
     """A sweep whose run fails validation exits 2 and leaves neither the run nor the root."""
 
