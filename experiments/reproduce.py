@@ -13,7 +13,6 @@ first ones printed); 2: bad input.
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import os
 import subprocess
@@ -23,25 +22,21 @@ from collections.abc import Sequence
 from typing import Any
 
 from experiments import sweep
+from inception_jax.train import metrics_schema as schema
 
-_WALL_CLOCK = ("images_per_sec", "steps_per_sec")
+_WALL_CLOCK = (schema.IMAGES_PER_SEC, "steps_per_sec")
 
 
 def _is_wall_clock(key: str) -> bool:
     return key in _WALL_CLOCK or key.endswith("_s") or "time" in key
 
 
-def read_rows(path: str) -> dict[tuple[int, str], dict[str, Any]]:
-    """`(step, split) -> row` of a `metrics.jsonl` or `metrics.jsonl.gz`, wall clock left out."""
-    opener = gzip.open if path.endswith(".gz") else open
-    rows = {}
-    with opener(path, "rt") as f:
-        for line in f:
-            if line.strip():
-                row = json.loads(line)
-                key = (row["step"], row.get("split", "train"))
-                rows[key] = {k: v for k, v in row.items() if not _is_wall_clock(k)}
-    return rows
+def read_rows(run_dir: str) -> dict[tuple[int, str], dict[str, Any]]:
+    """`(step, split) -> row` of the run's `metrics.jsonl` (or `.gz` copy), wall clock left out."""
+    return {
+        (row["step"], schema.split_of(row)): {k: v for k, v in row.items() if not _is_wall_clock(k)}
+        for row in schema.read_records(run_dir)
+    }
 
 
 def compare(
@@ -67,11 +62,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--scale", default="small", help="the sweep scale the run was made at")
     p.add_argument("--workdir", default="", help="where to retrain (default: a new temp dir)")
     args = p.parse_args(argv)
-    metrics = os.path.join(args.run_dir, "metrics.jsonl.gz")
-    if not os.path.isfile(metrics):
-        metrics = metrics[: -len(".gz")]
+    metrics = os.path.join(args.run_dir, schema.METRICS_FILE)
+    has_metrics = os.path.isfile(metrics) or os.path.isfile(metrics + schema.GZIP_SUFFIX)
     overrides_path = os.path.join(args.run_dir, "overrides.json")
-    if not (os.path.isfile(overrides_path) and os.path.isfile(metrics)):
+    if not (os.path.isfile(overrides_path) and has_metrics):
         print(
             f"error: {args.run_dir} is not a committed run (needs overrides.json and "
             "metrics.jsonl[.gz]); pass a folder of experiments/results/<study>/runs/",
@@ -81,7 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     with open(overrides_path) as f:
         spec = json.load(f)
     workdir = args.workdir or os.path.join(tempfile.mkdtemp(prefix="reproduce_"), spec["name"])
-    if os.path.exists(os.path.join(workdir, "metrics.jsonl")):
+    if os.path.exists(os.path.join(workdir, schema.METRICS_FILE)):
         print(f"error: {workdir} already holds a run; pass an empty --workdir", file=sys.stderr)
         return 2
     run = sweep.Run(spec["name"], spec["overrides"], workdir)
@@ -91,11 +85,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if rc != 0:
         print(f"error: the retraining exited {rc}", file=sys.stderr)
         return 1
-    n, diffs = compare(read_rows(metrics), read_rows(os.path.join(workdir, "metrics.jsonl")))
+    want = read_rows(args.run_dir)
+    n, diffs = compare(want, read_rows(workdir))
     if diffs:
         print(f"DIFFERENT: {len(diffs)} of {n} values", *diffs[:20], sep="\n")
         return 1
-    print(f"IDENTICAL: {n} values in {len(read_rows(metrics))} rows ({spec['name']})")
+    print(f"IDENTICAL: {n} values in {len(want)} rows ({spec['name']})")
     return 0
 
 

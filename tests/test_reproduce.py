@@ -6,9 +6,10 @@ import json
 from experiments import reproduce
 
 
-def _write(path, rows, gz=False):
-    opener = gzip.open if gz else open
-    with opener(path, "wt") as f:
+def _write(run_dir, rows, gz=False):
+    run_dir.mkdir()
+    opener, name = (gzip.open, "metrics.jsonl.gz") if gz else (open, "metrics.jsonl")
+    with opener(run_dir / name, "wt") as f:
         f.write("".join(json.dumps(r) + "\n" for r in rows))
 
 
@@ -17,12 +18,12 @@ def test_equal_rows_match_and_wall_clock_is_ignored(tmp_path):
         {"step": 1, "split": "train", "loss": 2.3, "images_per_sec": 10.0, "train_time_s": 1.0},
         {"step": 2, "split": "eval", "top1": 0.1, "loss": float("nan")},
     ]
-    _write(tmp_path / "a.jsonl.gz", rows, gz=True)
+    _write(tmp_path / "a", rows, gz=True)
     rows[0]["images_per_sec"], rows[0]["train_time_s"] = 99.0, 7.0
-    _write(tmp_path / "b.jsonl", rows)
+    _write(tmp_path / "b", rows)
     a, b = (
-        reproduce.read_rows(str(tmp_path / "a.jsonl.gz")),
-        reproduce.read_rows(str(tmp_path / "b.jsonl")),
+        reproduce.read_rows(str(tmp_path / "a")),
+        reproduce.read_rows(str(tmp_path / "b")),
     )
     n, diffs = reproduce.compare(a, b)
     assert (n, diffs) == (7, [])  # step and split count too
